@@ -1,0 +1,12 @@
+"""The Celery application. Tasks live in each app's ``tasks.py``; periodic entries are
+kept in the database (django-celery-beat) and seeded by ``loyalty`` migrations."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("loyalty_back_office")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,72 @@
+"""One exception handler: every error leaves the API as RFC 9457 problem details with a
+stable ``code``; field errors are listed under ``errors`` by field name."""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django.utils.translation import gettext as _
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler
+
+from loyalty.services.errors import DomainError
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    if isinstance(detail, dict):
+        out: dict[str, list[str]] = {}
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors":
+                name = prefix or "non_field_errors"
+            for k, v in _flatten(value, name).items():
+                out.setdefault(k, []).extend(v)
+        return out
+    if isinstance(detail, list):
+        out = {}
+        for i, item in enumerate(detail):
+            name = f"{prefix}[{i}]" if isinstance(item, dict | list) else prefix
+            for k, v in _flatten(item, name).items():
+                out.setdefault(k, []).extend(v)
+        return out
+    return {prefix or "non_field_errors": [str(detail)]}
+
+
+def problem(status_code: int, code: str, title: str, detail: str = "", **extra) -> Response:
+    body = {"type": f"about:blank#{code}", "title": title, "status": status_code, "code": code}
+    if detail:
+        body["detail"] = detail
+    body.update(extra)
+    return Response(body, status=status_code, content_type="application/problem+json")
+
+
+def problem_exception_handler(exc, context):
+    if isinstance(exc, DomainError):
+        return problem(exc.http_status, exc.code, str(exc.title), str(exc), **exc.extra)
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        exc = exceptions.ValidationError(detail)
+    if isinstance(exc, Http404):
+        return problem(404, "not_found", _("Not found."))
+    if isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    response = exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        errors = _flatten(exc.detail)
+        first = next(iter(errors.items()), ("", [""]))
+        return problem(
+            status.HTTP_400_BAD_REQUEST,
+            "invalid",
+            _("The request has invalid fields."),
+            f"{first[0]}: {first[1][0]}" if first[0] else "",
+            errors=errors,
+        )
+    code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+    code = code if isinstance(code, str) else "error"
+    result = problem(response.status_code, code, str(exc.detail) if hasattr(exc, "detail") else "")
+    for header in ("WWW-Authenticate", "Retry-After", "Allow"):
+        if header in response:
+            result[header] = response[header]
+    return result

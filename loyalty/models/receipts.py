@@ -1,0 +1,113 @@
+from decimal import Decimal
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+ZERO = Decimal("0")
+
+
+class ReceiptState(models.TextChoices):
+    CALCULATED = "calculated", _("Calculated")
+    CONFIRMED = "confirmed", _("Confirmed")
+    CANCELLED = "cancelled", _("Cancelled")
+    REFUNDED = "refunded", _("Refunded")
+    PARTLY_REFUNDED = "partly_refunded", _("Partly refunded")
+
+
+class ReceiptKind(models.TextChoices):
+    SALE = "sale", _("Sale")
+    REFUND = "refund", _("Refund")
+
+
+class Receipt(models.Model):
+    """A purchase (or a refund of one) at a point of sale. Amounts are in the program's
+    money; ``bonus_paid`` is the part of ``total`` paid with bonuses. State changes go
+    through ``loyalty.services.receipts``."""
+
+    point_of_sale = models.ForeignKey(
+        "loyalty.PointOfSale", models.PROTECT, related_name="receipts", verbose_name=_("point of sale")
+    )
+    external_id = models.CharField(_("receipt id at the point of sale"), max_length=64)
+    kind = models.CharField(_("kind"), max_length=8, choices=ReceiptKind.choices, default=ReceiptKind.SALE)
+    refund_of = models.ForeignKey(
+        "self",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="refunds",
+        verbose_name=_("refund of"),
+    )
+    card = models.ForeignKey(
+        "loyalty.Card", models.PROTECT, null=True, blank=True, related_name="receipts", verbose_name=_("card")
+    )
+    member = models.ForeignKey(
+        "loyalty.Member",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="receipts",
+        verbose_name=_("member"),
+    )
+    state = models.CharField(
+        _("state"), max_length=16, choices=ReceiptState.choices, default=ReceiptState.CALCULATED
+    )
+    purchased_at = models.DateTimeField(_("purchased at"), default=timezone.now)
+    confirmed_at = models.DateTimeField(_("confirmed at"), null=True, blank=True)
+    amount = models.DecimalField(_("amount before discount"), max_digits=14, decimal_places=2, default=ZERO)
+    discount = models.DecimalField(_("discount"), max_digits=14, decimal_places=2, default=ZERO)
+    total = models.DecimalField(_("total"), max_digits=14, decimal_places=2, default=ZERO)
+    bonus_paid = models.DecimalField(_("paid with bonuses"), max_digits=14, decimal_places=2, default=ZERO)
+    bonus_accrued = models.DecimalField(_("bonuses accrued"), max_digits=14, decimal_places=2, default=ZERO)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-purchased_at", "-id"]
+        verbose_name = _("receipt")
+        verbose_name_plural = _("receipts")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["point_of_sale", "kind", "external_id"], name="receipt_external_id_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["member", "purchased_at"], name="receipt_member_time_idx"),
+            models.Index(fields=["purchased_at"], name="receipt_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.point_of_sale_id}/{self.external_id}"
+
+
+class ReceiptLine(models.Model):
+    receipt = models.ForeignKey(Receipt, models.CASCADE, related_name="lines")
+    position = models.PositiveSmallIntegerField(_("position"))
+    product = models.ForeignKey(
+        "loyalty.Product", models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("product")
+    )
+    sku = models.CharField(_("SKU"), max_length=64)
+    name = models.CharField(_("name"), max_length=255, blank=True)
+    quantity = models.DecimalField(_("quantity"), max_digits=12, decimal_places=3)
+    price = models.DecimalField(_("price"), max_digits=12, decimal_places=2)
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    discount = models.DecimalField(_("discount"), max_digits=14, decimal_places=2, default=ZERO)
+
+    class Meta:
+        ordering = ["receipt", "position"]
+        verbose_name = _("receipt line")
+        verbose_name_plural = _("receipt lines")
+        constraints = [
+            models.UniqueConstraint(fields=["receipt", "position"], name="receipt_line_position")
+        ]
+
+
+class ReceiptPayment(models.Model):
+    receipt = models.ForeignKey(Receipt, models.CASCADE, related_name="payments")
+    method = models.ForeignKey(
+        "loyalty.PaymentMethod", models.PROTECT, related_name="+", verbose_name=_("payment method")
+    )
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")

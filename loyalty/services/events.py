@@ -1,0 +1,48 @@
+"""Recording member events and calling their subscribers after commit."""
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from loyalty.events import event_handlers, event_types
+from loyalty.models import Member, MemberEvent, PointOfSale
+
+logger = logging.getLogger(__name__)
+
+
+def event_record(
+    *,
+    event_type: str,
+    member: Member | None,
+    point_of_sale: PointOfSale | None = None,
+    channel: str = "",
+    payload: dict[str, Any] | None = None,
+    occurred_at=None,
+) -> MemberEvent:
+    """Append an event to the journal. Handlers registered for its type run once the
+    surrounding transaction commits (never if it rolls back); a failing handler is logged
+    and does not stop the others."""
+    if event_type not in event_types:
+        raise ValueError(f"unknown event type {event_type!r}")
+    event = MemberEvent.objects.create(
+        event_type=event_type,
+        member=member,
+        point_of_sale=point_of_sale,
+        channel=channel or (point_of_sale.kind if point_of_sale else ""),
+        payload=payload or {},
+        occurred_at=occurred_at or timezone.now(),
+    )
+    handlers = event_handlers.handlers_for(event_type)
+    if handlers:
+        transaction.on_commit(lambda: _dispatch(event, handlers))
+    return event
+
+
+def _dispatch(event: MemberEvent, handlers) -> None:
+    for handler in handlers:
+        try:
+            handler(event)
+        except Exception:
+            logger.exception("event handler %r failed for event %s", handler, event.pk)

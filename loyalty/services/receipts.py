@@ -1,0 +1,288 @@
+"""Receipts: record, confirm (spend and accrue), cancel, refund in full or in part.
+
+The offers engine decides discounts and accruals; these services only store a receipt
+and move the ledger as told, atomically.
+"""
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from loyalty.models import (
+    Card,
+    CardState,
+    Currency,
+    Member,
+    MemberState,
+    PaymentMethod,
+    PointOfSale,
+    Product,
+    Receipt,
+    ReceiptKind,
+    ReceiptLine,
+    ReceiptPayment,
+    ReceiptState,
+    SourceType,
+)
+from loyalty.services import ledger
+from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
+from loyalty.services.events import event_record
+
+ZERO = Decimal("0")
+
+
+@dataclass(frozen=True)
+class LineInput:
+    sku: str
+    quantity: Decimal
+    price: Decimal
+    discount: Decimal = ZERO
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class AccrualInput:
+    amount: Decimal
+    currency: Currency | None = None
+    activates_at: dt.datetime | None = None
+    expires_at: dt.datetime | None = None
+    source: ledger.Source | None = None
+
+
+@dataclass(frozen=True)
+class PaymentInput:
+    method: str  # PaymentMethod.code
+    amount: Decimal
+
+
+@dataclass
+class ConfirmInput:
+    bonus_payment: Decimal = ZERO
+    accruals: list[AccrualInput] = field(default_factory=list)
+
+
+def _identify(card: Card | None, member: Member | None) -> Member | None:
+    if card is not None:
+        if card.state == CardState.BLOCKED:
+            raise CardStateError(_("Card is blocked."))
+        if card.state == CardState.REPLACED:
+            raise CardStateError(_("Card %(number)s was replaced.") % {"number": card.number})
+        member = member or card.member
+    if member is not None and member.state == MemberState.BLOCKED:
+        raise MemberBlocked(_("Member is blocked."))
+    return member
+
+
+@transaction.atomic
+def receipt_record(
+    *,
+    point_of_sale: PointOfSale,
+    external_id: str,
+    lines: list[LineInput],
+    payments: list[PaymentInput] = (),
+    card: Card | None = None,
+    member: Member | None = None,
+    purchased_at: dt.datetime | None = None,
+) -> Receipt:
+    """Store a calculated receipt with its lines and payments. The same external id at
+    the same point of sale returns the stored receipt (a repeated request)."""
+    existing = Receipt.objects.filter(
+        point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id
+    ).first()
+    if existing is not None:
+        return existing
+    member = _identify(card, member)
+    if not lines:
+        raise ValidationError({"lines": _("A receipt needs at least one line.")})
+    products = {p.sku: p for p in Product.objects.filter(sku__in=[ln.sku for ln in lines])}
+    methods = {m.code: m for m in PaymentMethod.objects.filter(code__in=[p.method for p in payments])}
+    errors = {}
+    for i, ln in enumerate(lines):
+        if ln.quantity <= 0:
+            errors[f"lines[{i}].quantity"] = _("Quantity must be positive.")
+        if ln.price < 0:
+            errors[f"lines[{i}].price"] = _("Price cannot be negative.")
+        if ln.discount < 0 or ln.discount > ln.quantity * ln.price:
+            errors[f"lines[{i}].discount"] = _("Discount must be between 0 and the line amount.")
+    for i, p in enumerate(payments):
+        if p.method not in methods:
+            errors[f"payments[{i}].method"] = _("Unknown payment method %(code)s.") % {"code": p.method}
+    if errors:
+        raise ValidationError(errors)
+    receipt = Receipt(
+        point_of_sale=point_of_sale,
+        external_id=external_id,
+        card=card,
+        member=member,
+        purchased_at=purchased_at or timezone.now(),
+    )
+    line_rows = []
+    for i, ln in enumerate(lines, start=1):
+        amount = ledger.points(ln.quantity * ln.price)
+        product = products.get(ln.sku)
+        line_rows.append(
+            ReceiptLine(
+                position=i,
+                product=product,
+                sku=ln.sku,
+                name=ln.name or (product.name if product else ""),
+                quantity=ln.quantity,
+                price=ln.price,
+                amount=amount,
+                discount=ledger.points(ln.discount),
+            )
+        )
+    receipt.amount = sum((r.amount for r in line_rows), ZERO)
+    receipt.discount = sum((r.discount for r in line_rows), ZERO)
+    receipt.total = receipt.amount - receipt.discount
+    try:
+        with transaction.atomic():
+            receipt.save()
+    except IntegrityError:
+        return Receipt.objects.get(point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id)
+    for row in line_rows:
+        row.receipt = receipt
+    ReceiptLine.objects.bulk_create(line_rows)
+    ReceiptPayment.objects.bulk_create(
+        [ReceiptPayment(receipt=receipt, method=methods[p.method], amount=p.amount) for p in payments]
+    )
+    return receipt
+
+
+@transaction.atomic
+def receipt_confirm(*, receipt: Receipt, confirm: ConfirmInput | None = None) -> Receipt:
+    """Finalise a calculated receipt: pay ``bonus_payment`` from the member's default
+    account, accrue the given lots, record ``purchase_completed`` (and ``friend_purchase``
+    for the member's referrer). Confirming twice is a no-op."""
+    confirm = confirm or ConfirmInput()
+    receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+    if receipt.state == ReceiptState.CONFIRMED:
+        return receipt
+    if receipt.state != ReceiptState.CALCULATED:
+        raise ReceiptStateError(
+            _("Receipt is %(state)s.") % {"state": receipt.get_state_display()}
+        )
+    member = receipt.member
+    if (confirm.bonus_payment > 0 or confirm.accruals) and member is None:
+        raise ValidationError({"member": _("Bonuses need an identified member.")})
+    label = _("Receipt %(id)s") % {"id": receipt.external_id}
+    if confirm.bonus_payment > 0:
+        if receipt.card is not None and receipt.card.state != CardState.ACTIVATED:
+            raise CardStateError(_("Bonuses can only be paid with an activated card."))
+        if confirm.bonus_payment > receipt.total:
+            raise ValidationError({"bonus_payment": _("Cannot pay more than the receipt total.")})
+        account = ledger.account_get_or_create(member=member)
+        ledger.bonus_spend(
+            account=account,
+            amount=confirm.bonus_payment,
+            source=ledger.Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=label, receipt=receipt),
+            idempotency_key=f"receipt:{receipt.pk}:spend",
+        )
+        receipt.bonus_paid = ledger.points(confirm.bonus_payment)
+    accrued = ZERO
+    for i, accrual in enumerate(confirm.accruals):
+        account = ledger.account_get_or_create(member=member, currency=accrual.currency)
+        source = accrual.source or ledger.Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=label)
+        source = ledger.Source(
+            type=source.type, id=source.id, label=source.label, receipt=receipt, reason=source.reason
+        )
+        ledger.bonus_accrue(
+            account=account,
+            amount=accrual.amount,
+            source=source,
+            activates_at=accrual.activates_at,
+            expires_at=accrual.expires_at,
+            idempotency_key=f"receipt:{receipt.pk}:accrual:{i}",
+        )
+        accrued += ledger.points(accrual.amount)
+    receipt.bonus_accrued = accrued
+    receipt.state, receipt.confirmed_at = ReceiptState.CONFIRMED, timezone.now()
+    receipt.save(update_fields=["state", "confirmed_at", "bonus_paid", "bonus_accrued"])
+    if member is not None:
+        payload = {"receipt_id": receipt.pk, "total": str(receipt.total), "bonus_paid": str(receipt.bonus_paid),
+                   "bonus_accrued": str(accrued)}
+        event_record(event_type="purchase_completed", member=member, point_of_sale=receipt.point_of_sale,
+                     payload=payload, occurred_at=receipt.purchased_at)
+        if member.referrer_id:
+            event_record(event_type="friend_purchase", member=member.referrer, point_of_sale=receipt.point_of_sale,
+                         payload={**payload, "friend_id": member.pk}, occurred_at=receipt.purchased_at)
+    return receipt
+
+
+@transaction.atomic
+def receipt_cancel(*, receipt: Receipt) -> Receipt:
+    """Drop a calculated (not yet confirmed) receipt; nothing was moved on the ledger."""
+    receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+    if receipt.state == ReceiptState.CANCELLED:
+        return receipt
+    if receipt.state != ReceiptState.CALCULATED:
+        raise ReceiptStateError(_("Only a calculated receipt can be cancelled; refund a confirmed one."))
+    receipt.state = ReceiptState.CANCELLED
+    receipt.save(update_fields=["state"])
+    return receipt
+
+
+@transaction.atomic
+def receipt_refund(
+    *,
+    receipt: Receipt,
+    external_id: str,
+    lines: list[LineInput] | None = None,
+    at: dt.datetime | None = None,
+) -> Receipt:
+    """Refund a confirmed receipt, wholly (``lines`` omitted) or the given lines. Bonuses
+    follow the refunded share of the receipt total: paid bonuses go back to their lots,
+    accrued ones are taken back. The same ``external_id`` twice is one refund."""
+    receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+    existing = receipt.refunds.filter(external_id=external_id).first()
+    if existing is not None:
+        return existing
+    if receipt.state not in (ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED):
+        raise ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display()})
+    already = sum((r.total for r in receipt.refunds.all()), ZERO)
+    remaining = receipt.total - already
+    if lines is None:
+        refund_lines = [
+            LineInput(sku=ln.sku, quantity=ln.quantity, price=ln.price, discount=ln.discount, name=ln.name)
+            for ln in receipt.lines.all()
+        ]
+        amount = remaining
+    else:
+        refund_lines = lines
+        amount = sum((ledger.points(ln.quantity * ln.price) - ln.discount for ln in lines), ZERO)
+    if amount <= 0 or amount > remaining:
+        raise ValidationError(
+            {"lines": _("Refund amount must be positive and at most %(remaining)s.") % {"remaining": remaining}}
+        )
+    refund = Receipt.objects.create(
+        point_of_sale=receipt.point_of_sale, external_id=external_id, kind=ReceiptKind.REFUND,
+        refund_of=receipt, card=receipt.card, member=receipt.member, state=ReceiptState.CONFIRMED,
+        purchased_at=at or timezone.now(), confirmed_at=timezone.now(),
+        amount=amount, total=amount,
+    )
+    ReceiptLine.objects.bulk_create(
+        [
+            ReceiptLine(receipt=refund, position=i, sku=ln.sku, name=ln.name, quantity=ln.quantity,
+                        price=ln.price, amount=ledger.points(ln.quantity * ln.price), discount=ln.discount)
+            for i, ln in enumerate(refund_lines, start=1)
+        ]
+    )
+    share = Decimal(1) if amount == remaining else (amount / receipt.total)
+    result = ledger.bonus_refund(
+        receipt=receipt, share=share, source_label=_("Refund %(id)s") % {"id": external_id},
+        idempotency_key=f"refund:{refund.pk}", at=at,
+    )
+    refund.bonus_paid = -result.restored - result.restored_expired
+    refund.bonus_accrued = -result.clawed_back
+    refund.save(update_fields=["bonus_paid", "bonus_accrued"])
+    receipt.state = ReceiptState.REFUNDED if amount == remaining else ReceiptState.PARTLY_REFUNDED
+    receipt.save(update_fields=["state"])
+    if receipt.member is not None:
+        event_record(event_type="purchase_refunded", member=receipt.member, point_of_sale=receipt.point_of_sale,
+                     payload={"receipt_id": receipt.pk, "refund_id": refund.pk, "amount": str(amount)})
+    return refund
