@@ -277,17 +277,7 @@ def bonus_spend(
 
     remainders = _settle(account, _open_lots(account), op_factory, at)
     if account.available < amount:
-        # Settling may have written activation/expiry entries: keep them, they are true.
-        _save_remainders(remainders)
-        _save_account(account)
-        if holder:
-            # The operation row exists only to carry the settlement; it spent nothing.
-            holder[0].amount, holder[0].idempotency_key = ZERO, None
-            holder[0].kind = OperationKind.EXPIRY
-            BonusOperation.objects.filter(pk=holder[0].pk).update(
-                amount=ZERO, idempotency_key=None, kind=OperationKind.EXPIRY,
-                source_type=SourceType.REGULAR_TASK,
-            )
+        # Raising rolls back any inline settlement too; the nightly runs redo it.
         raise InsufficientBonuses(
             _("Asked for %(asked)s, %(available)s available.")
             % {"asked": amount, "available": account.available},
@@ -359,21 +349,23 @@ def bonus_refund(
             continue
         entries = LedgerEntry.objects.filter(operation__receipt=receipt, account=account)
         drawn = {
-            row["lot_id"]: -row["s"]
+            row["lot_id"]: -points(row["s"])
             for row in entries.filter(kind=EntryKind.SPEND).values("lot_id").annotate(s=Sum("available_delta"))
         }
         for row in entries.filter(kind=EntryKind.RESTORE).values("lot_id").annotate(s=Sum("available_delta")):
-            drawn[row["lot_id"]] = drawn.get(row["lot_id"], ZERO) - row["s"]
+            drawn[row["lot_id"]] = drawn.get(row["lot_id"], ZERO) - points(row["s"])
         accrued_lots = list(
             BonusLot.objects.filter(operation__receipt=receipt, operation__kind=OperationKind.ACCRUAL,
                                     account=account)
         )
         accrued = sum((lot.amount for lot in accrued_lots), ZERO)
-        already_clawed = -(entries.filter(kind=EntryKind.CLAWBACK).aggregate(
-            s=Sum("available_delta"))["s"] or ZERO) - (entries.filter(kind=EntryKind.CLAWBACK).aggregate(
-            s=Sum("pending_delta"))["s"] or ZERO)
+        clawed = entries.filter(kind=EntryKind.CLAWBACK).aggregate(
+            a=Sum("available_delta"), p=Sum("pending_delta"))
+        already_clawed = -points((clawed["a"] or ZERO) + (clawed["p"] or ZERO))
         total_drawn = sum((v for v in drawn.values() if v > 0), ZERO)
-        original_drawn = -(entries.filter(kind=EntryKind.SPEND).aggregate(s=Sum("available_delta"))["s"] or ZERO)
+        original_drawn = -points(
+            entries.filter(kind=EntryKind.SPEND).aggregate(s=Sum("available_delta"))["s"] or ZERO
+        )
         to_restore = min(points(original_drawn * share), total_drawn)
         to_claw = min(points(accrued * share), accrued - already_clawed)
         if to_restore <= 0 and to_claw <= 0:
@@ -464,10 +456,8 @@ def _run_chunks(*, kind: str, due_sql: str, entry_sql: str, account_sql: str, re
                 processed += cur.rowcount
                 cur.execute(account_sql, [op.pk])
                 cur.execute(remainder_sql, [lo, hi, now])
-                BonusOperation.objects.filter(pk=op.pk).update(
-                    amount=LedgerEntry.objects.filter(operation=op).aggregate(
-                        s=Sum("available_delta"))["s"] or ZERO
-                )
+                moved = LedgerEntry.objects.filter(operation=op).aggregate(s=Sum("available_delta"))
+                BonusOperation.objects.filter(pk=op.pk).update(amount=points(moved["s"] or ZERO))
 
 
 _E = LedgerEntry._meta.db_table
