@@ -107,10 +107,13 @@ def roles_sync(apps=None) -> dict[str, int]:
             app_label, model = perm.content_type.app_label, perm.content_type.model
             action = perm.codename.removesuffix(f"_{model}")
             for rule_app, rule_model, actions in rules:
-                if rule_app == app_label and _matches(rule_model, model):
-                    if action in actions or perm.codename in actions:
-                        chosen.append(perm)
-                        break
+                if (
+                    rule_app == app_label
+                    and _matches(rule_model, model)
+                    and (action in actions or perm.codename in actions)
+                ):
+                    chosen.append(perm)
+                    break
         group.permissions.set(chosen)
         counts[role] = len(chosen)
     return counts

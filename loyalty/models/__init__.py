@@ -1,15 +1,15 @@
 """Loyalty domain models. Business flows live in ``loyalty.services``."""
 
+from .cards import Card, CardKind, CardState
 from .catalog import (
+    Partner,
     PaymentMethod,
     PaymentMethodKind,
-    Partner,
     PointOfSale,
     Product,
     ProductGroup,
     SalesChannel,
 )
-from .cards import Card, CardKind, CardState
 from .events import MemberEvent
 from .ledger import (
     BonusAccount,
@@ -23,10 +23,10 @@ from .ledger import (
     SourceType,
 )
 from .members import (
-    ContactChannel,
-    ContactStatus,
     Consent,
     ConsentChange,
+    ContactChannel,
+    ContactStatus,
     CustomField,
     CustomFieldKind,
     Gender,

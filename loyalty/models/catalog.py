@@ -60,12 +60,9 @@ class PointOfSale(models.Model):
 
     def clean(self) -> None:
         if not isinstance(self.attributes, dict) or not all(
-            isinstance(k, str) and isinstance(v, str | int | float | bool)
-            for k, v in self.attributes.items()
+            isinstance(k, str) and isinstance(v, str | int | float | bool) for k, v in self.attributes.items()
         ):
-            raise ValidationError(
-                {"attributes": _("Attributes must be an object of names to plain values.")}
-            )
+            raise ValidationError({"attributes": _("Attributes must be an object of names to plain values.")})
 
 
 class PaymentMethodKind(models.TextChoices):
@@ -111,13 +108,6 @@ class ProductGroup(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
-        node = self.parent
-        while node is not None:
-            if node.pk == self.pk and self.pk is not None:
-                raise ValidationError({"parent": _("A group cannot be inside itself.")})
-            node = node.parent
-
     def save(self, *args, **kwargs) -> None:
         old_path = self.path
         self.path = (self.parent.path if self.parent else "/") + f"{self.code}/"
@@ -128,13 +118,18 @@ class ProductGroup(models.Model):
                 child.path = self.path + child.path[len(old_path) :]
                 child.save(update_fields=["path"])
 
+    def clean(self) -> None:
+        node = self.parent
+        while node is not None:
+            if node.pk == self.pk and self.pk is not None:
+                raise ValidationError({"parent": _("A group cannot be inside itself.")})
+            node = node.parent
+
 
 class Product(models.Model):
     sku = models.CharField(_("SKU"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=255)
-    group = models.ForeignKey(
-        ProductGroup, models.PROTECT, related_name="products", verbose_name=_("group")
-    )
+    group = models.ForeignKey(ProductGroup, models.PROTECT, related_name="products", verbose_name=_("group"))
     price = models.DecimalField(
         _("price"), max_digits=12, decimal_places=2, validators=[MinValueValidator(Decimal("0"))]
     )

@@ -46,10 +46,17 @@ class Currency(models.Model):
 
 
 class BonusAccount(models.Model):
+    # (member, currency) is unique: that index serves lookups by member.
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="bonus_accounts", verbose_name=_("member")
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="bonus_accounts",
+        verbose_name=_("member"),
+        db_index=False,
     )
-    currency = models.ForeignKey(Currency, models.PROTECT, related_name="+", verbose_name=_("currency"))
+    currency = models.ForeignKey(
+        Currency, models.PROTECT, related_name="+", verbose_name=_("currency"), db_index=False
+    )
     available = models.DecimalField(_("available"), default=ZERO, **POINTS)
     pending = models.DecimalField(_("pending activation"), default=ZERO, **POINTS)
     created_at = models.DateTimeField(_("opened at"), auto_now_add=True)
@@ -91,8 +98,9 @@ class BonusOperation(models.Model):
 
     kind = models.CharField(_("kind"), max_length=16, choices=OperationKind.choices)
     # Null for set-wise runs (activation, expiry) that touch many accounts at once.
+    # Few indexes on purpose: every accrual and spend writes one row here.
     account = models.ForeignKey(
-        BonusAccount, models.PROTECT, null=True, blank=True, related_name="operations"
+        BonusAccount, models.PROTECT, null=True, blank=True, related_name="operations", db_index=False
     )
     idempotency_key = models.CharField(
         _("idempotency key"), max_length=128, unique=True, null=True, blank=True
@@ -117,6 +125,7 @@ class BonusOperation(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("operator"),
+        db_index=False,
     )
     reason = models.CharField(_("reason"), max_length=255, blank=True)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -135,7 +144,7 @@ class BonusLot(models.Model):
     """Points created by one accrual; never changed after creation. What remains of it,
     pending or available, is the sum of its entries."""
 
-    account = models.ForeignKey(BonusAccount, models.PROTECT, related_name="lots")
+    account = models.ForeignKey(BonusAccount, models.PROTECT, related_name="lots", db_index=False)
     operation = models.ForeignKey(BonusOperation, models.PROTECT, related_name="lots")
     amount = models.DecimalField(_("amount"), **POINTS)
     activates_at = models.DateTimeField(_("activates at"))
@@ -153,6 +162,9 @@ class BonusLot(models.Model):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.amount} ({self.activates_at:%Y-%m-%d})"
+
 
 class LotRemainder(models.Model):
     """Working projection of a lot that still holds points: what is left pending and
@@ -160,7 +172,7 @@ class LotRemainder(models.Model):
     and write it under the account's row lock; the truth stays in ``LedgerEntry``."""
 
     lot = models.OneToOneField(BonusLot, models.CASCADE, primary_key=True, related_name="remainder")
-    account = models.ForeignKey(BonusAccount, models.CASCADE, related_name="remainders")
+    account = models.ForeignKey(BonusAccount, models.CASCADE, related_name="remainders", db_index=False)
     available = models.DecimalField(default=ZERO, **POINTS)
     pending = models.DecimalField(default=ZERO, **POINTS)
     activates_at = models.DateTimeField()
@@ -179,6 +191,9 @@ class LotRemainder(models.Model):
             models.Index(fields=["expires_at"], name="remainder_expiry_idx"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.lot_id}: {self.available}/{self.pending}"
+
 
 class EntryKind(models.TextChoices):
     ACCRUAL = "accrual", _("Accrued")
@@ -195,7 +210,7 @@ class LedgerEntry(models.Model):
     ``pending_delta`` say how the lot's (and its account's) two buckets changed."""
 
     operation = models.ForeignKey(BonusOperation, models.PROTECT, related_name="entries")
-    account = models.ForeignKey(BonusAccount, models.PROTECT, related_name="entries")
+    account = models.ForeignKey(BonusAccount, models.PROTECT, related_name="entries", db_index=False)
     lot = models.ForeignKey(BonusLot, models.PROTECT, related_name="entries")
     kind = models.CharField(_("kind"), max_length=16, choices=EntryKind.choices)
     available_delta = models.DecimalField(_("available change"), default=ZERO, **POINTS)
@@ -206,7 +221,7 @@ class LedgerEntry(models.Model):
         ordering = ["-created_at", "-id"]
         verbose_name = _("ledger entry")
         verbose_name_plural = _("ledger entries")
-        indexes = [
-            models.Index(fields=["lot"], name="entry_lot_idx"),
-            models.Index(fields=["account", "created_at"], name="entry_account_time_idx"),
-        ]
+        indexes = [models.Index(fields=["account", "created_at"], name="entry_account_time_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} {self.available_delta or self.pending_delta}"

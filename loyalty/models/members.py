@@ -185,9 +185,7 @@ class Member(models.Model):
         verbose_name = _("member")
         verbose_name_plural = _("members")
         constraints = [
-            models.UniqueConstraint(
-                fields=["phone"], condition=~Q(phone=""), name="member_phone_unique"
-            ),
+            models.UniqueConstraint(fields=["phone"], condition=~Q(phone=""), name="member_phone_unique"),
         ]
         indexes = [
             models.Index(fields=["email"], name="member_email_idx"),
@@ -225,6 +223,9 @@ class StatusChange(models.Model):
         verbose_name = _("status change")
         verbose_name_plural = _("status changes")
 
+    def __str__(self) -> str:
+        return f"{self.status_from} → {self.status_to}"
+
 
 class Consent(models.Model):
     """The member's current consent on one channel; ``ConsentChange`` keeps the history."""
@@ -240,9 +241,7 @@ class Consent(models.Model):
     class Meta:
         verbose_name = _("consent")
         verbose_name_plural = _("consents")
-        constraints = [
-            models.UniqueConstraint(fields=["member", "channel"], name="consent_member_channel")
-        ]
+        constraints = [models.UniqueConstraint(fields=["member", "channel"], name="consent_member_channel")]
 
     def __str__(self) -> str:
         return f"{self.get_channel_display()}: {'+' if self.granted else '-'}"
@@ -262,3 +261,6 @@ class ConsentChange(models.Model):
         ordering = ["-changed_at", "-id"]
         verbose_name = _("consent change")
         verbose_name_plural = _("consent changes")
+
+    def __str__(self) -> str:
+        return f"{self.get_channel_display()}: {'+' if self.granted else '-'}"

@@ -96,9 +96,10 @@ class ReceiptLine(models.Model):
         ordering = ["receipt", "position"]
         verbose_name = _("receipt line")
         verbose_name_plural = _("receipt lines")
-        constraints = [
-            models.UniqueConstraint(fields=["receipt", "position"], name="receipt_line_position")
-        ]
+        constraints = [models.UniqueConstraint(fields=["receipt", "position"], name="receipt_line_position")]
+
+    def __str__(self) -> str:
+        return f"{self.position}. {self.name or self.sku}"
 
 
 class ReceiptPayment(models.Model):
@@ -111,3 +112,6 @@ class ReceiptPayment(models.Model):
     class Meta:
         verbose_name = _("payment")
         verbose_name_plural = _("payments")
+
+    def __str__(self) -> str:
+        return f"{self.method_id}: {self.amount}"

@@ -60,9 +60,7 @@ def card_issue(
             break
         except IntegrityError as exc:
             if number:
-                raise CardStateError(
-                    _("Card %(number)s already exists.") % {"number": number}
-                ) from exc
+                raise CardStateError(_("Card %(number)s already exists.") % {"number": number}) from exc
     else:  # pragma: no cover - five random collisions in a row
         raise CardStateError(_("Could not find a free card number."))
     event_record(
@@ -123,7 +121,9 @@ def card_block(*, card: Card, reason: str) -> Card:
         )
     card.state, card.blocked_at, card.block_reason = CardState.BLOCKED, timezone.now(), reason.strip()
     card.save(update_fields=["state", "blocked_at", "block_reason"])
-    event_record(event_type="card_blocked", member=card.member, payload={"card": card.number, "reason": reason})
+    event_record(
+        event_type="card_blocked", member=card.member, payload={"card": card.number, "reason": reason}
+    )
     return card
 
 

@@ -47,9 +47,7 @@ class ContactData:
     email_error: str = ""
 
     def errors(self) -> dict[str, str]:
-        return {
-            k: v for k, v in (("phone", self.phone_error), ("email", self.email_error)) if v
-        }
+        return {k: v for k, v in (("phone", self.phone_error), ("email", self.email_error)) if v}
 
 
 def phone_parse(raw: str) -> PhoneInfo:

@@ -1,14 +1,22 @@
 """The bonus ledger: accrue, spend, refund, adjust; activate and expire set-wise.
 
-Locking: every operation on one account first takes that account's row lock
-(``SELECT ... FOR UPDATE``; on SQLite the IMMEDIATE transaction serialises writers), then
-reads the account's open lots (``LotRemainder``) and writes entries. The set-wise runs lock
-the accounts of a chunk, in id order, before touching their lots. So two operations on one
-account never interleave, and the CHECK constraints on the projections turn any bug that
-would overdraw into an error instead of a negative balance.
+Every operation is computed as a ``Plan`` by pure functions over the account's open lots
+(``plan_settle``, ``plan_draw``) and written at once: on PostgreSQL as one statement of
+data-modifying CTEs, elsewhere through the ORM.
+
+Locking: an operation that draws points (spend, negative adjustment, refund) first locks
+the account's open-lot rows (``LotRemainder ... FOR UPDATE``); it reads them fresh and
+keeps them until commit, so two draws on one account serialise and neither can take the
+same points. Accruals insert new lots and add to the account totals in one statement, so
+they need no lock. The set-wise runs lock the due lot rows of a chunk of accounts before
+touching them. Everything locks lot rows before the account row, so they cannot deadlock.
+The account's totals are moved by deltas and guarded by CHECK constraints: a bug that
+would overdraw fails instead of leaving a negative balance. (On SQLite, IMMEDIATE
+transactions serialise all writers instead.)
 
 Idempotency: an operation with an ``idempotency_key`` that was already used returns the
-first operation unchanged (after the account lock, so concurrent repeats serialise).
+first operation unchanged; a concurrent repeat loses the race on the key's unique index
+and then returns the winner's operation.
 """
 
 import datetime as dt
@@ -37,6 +45,11 @@ from loyalty.services.errors import IdempotencyConflict, InsufficientBonuses
 
 ZERO = Decimal("0")
 CENT = Decimal("0.01")
+_A = BonusAccount._meta.db_table
+_O = BonusOperation._meta.db_table
+_L = BonusLot._meta.db_table
+_E = LedgerEntry._meta.db_table
+_R = LotRemainder._meta.db_table
 
 
 @dataclass(frozen=True)
@@ -79,103 +92,331 @@ def account_get_or_create(*, member: Member, currency: Currency | None = None) -
     return account
 
 
-def _lock(account: BonusAccount) -> BonusAccount:
-    return BonusAccount.objects.select_for_update().get(pk=account.pk)
+# --- the plan: pure functions over in-memory lot states ----------------------------------
 
 
-def _existing(key: str | None, *, kind: str, account: BonusAccount, amount: Decimal):
+@dataclass
+class LotState:
+    """What is left of one open lot, as read under the account lock."""
+
+    lot_id: int | None  # None: the lot this operation creates
+    available: Decimal
+    pending: Decimal
+    activates_at: dt.datetime
+    expires_at: dt.datetime | None
+    changed: bool = False
+    is_new_row: bool = False  # its remainder row must be inserted
+
+
+@dataclass
+class Move:
+    """One ledger entry to write."""
+
+    lot_id: int | None  # None: the lot this operation creates
+    kind: str
+    available: Decimal = ZERO
+    pending: Decimal = ZERO
+
+
+@dataclass
+class Plan:
+    """Everything one operation writes: the operation row, at most one new lot, entries,
+    remainder changes and the account's new totals."""
+
+    account_id: int
+    kind: str
+    amount: Decimal
+    source: Source
+    key: str | None
+    at: dt.datetime
+    available_delta: Decimal = ZERO
+    pending_delta: Decimal = ZERO
+    moves: list[Move] = field(default_factory=list)
+    lots: list[LotState] = field(default_factory=list)
+    new_lot: LotState | None = None
+
+    def move(self, lot: LotState, kind: str, available: Decimal = ZERO, pending: Decimal = ZERO) -> None:
+        self.moves.append(Move(lot.lot_id, kind, available, pending))
+        lot.available += available
+        lot.pending += pending
+        lot.changed = True
+        self.available_delta += available
+        self.pending_delta += pending
+
+
+def _spend_order(lot: LotState):
+    # Earliest expiry first; lots that never expire last; then oldest first.
+    return (
+        lot.expires_at is None,
+        lot.expires_at or dt.datetime.max.replace(tzinfo=dt.UTC),
+        lot.lot_id,
+    )
+
+
+def plan_settle(plan: Plan, lots: list[LotState]) -> None:
+    """Activate and expire this account's due lots inline, so a spend never uses expired
+    points nor misses activated ones even if the nightly run has not happened yet."""
+    for lot in lots:
+        if lot.pending > 0 and lot.activates_at <= plan.at:
+            plan.move(lot, EntryKind.ACTIVATION, available=lot.pending, pending=-lot.pending)
+        if lot.expires_at is not None and lot.expires_at <= plan.at and (lot.available or lot.pending):
+            plan.move(lot, EntryKind.EXPIRY, available=-lot.available, pending=-lot.pending)
+
+
+def plan_draw(plan: Plan, lots: list[LotState], amount: Decimal, kind: str) -> Decimal:
+    """Take up to ``amount`` available points, earliest-expiring lots first; returns what
+    could not be taken."""
+    left = amount
+    for lot in sorted(lots, key=_spend_order):
+        if left <= 0:
+            break
+        take = min(lot.available, left)
+        if take > 0:
+            plan.move(lot, kind, available=-take)
+            left -= take
+    return left
+
+
+# --- reading and writing under the account lock -------------------------------------------
+
+
+def _conflict(key: str) -> IdempotencyConflict:
+    return IdempotencyConflict(_("Key %(key)s was first used for a different operation.") % {"key": key})
+
+
+def _replay(key: str | None, *, kind: str, account_id: int, amount: Decimal) -> BonusOperation | None:
+    """The operation an idempotency key already produced, if it matches this request."""
     if not key:
         return None
     op = BonusOperation.objects.filter(idempotency_key=key).first()
     if op is None:
         return None
-    if op.kind != kind or op.account_id != account.pk or op.amount != amount:
-        raise IdempotencyConflict(
-            _("Key %(key)s was first used for a different operation.") % {"key": key}
-        )
+    if op.kind != kind or op.account_id != account_id or op.amount != amount:
+        raise _conflict(key)
     return op
 
 
-def _operation(*, kind: str, account, amount: Decimal, source: Source, key: str | None, at):
-    try:
-        with transaction.atomic():
-            return BonusOperation.objects.create(
-                kind=kind,
-                account=account,
-                idempotency_key=key or None,
-                amount=amount,
-                source_type=source.type,
-                source_id=source.id,
-                source_label=source.label,
-                receipt=source.receipt,
-                operator=source.operator,
-                reason=source.reason,
-                created_at=at,
-            )
-    except IntegrityError as exc:
-        raise IdempotencyConflict(
-            _("Key %(key)s was first used for a different operation.") % {"key": key}
-        ) from exc
+def _totals(account_id: int) -> tuple[Decimal, Decimal]:
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT available, pending FROM {_A} WHERE id = %s", [account_id])
+        row = cur.fetchone()
+    if row is None:
+        raise BonusAccount.DoesNotExist(account_id)
+    return points(row[0]), points(row[1])
 
 
-def _settle(account: BonusAccount, remainders: list[LotRemainder], op_factory, at) -> list[LotRemainder]:
-    """Activate and expire this account's due lots inline, so a spend never uses expired
-    points nor misses activated ones even if the nightly run has not happened yet."""
-    entries, live = [], []
-    op = None
-    for r in remainders:
-        changed = False
-        if r.pending > 0 and r.activates_at <= at:
-            op = op or op_factory()
-            entries.append(
-                LedgerEntry(operation=op, account=account, lot_id=r.lot_id, kind=EntryKind.ACTIVATION,
-                            available_delta=r.pending, pending_delta=-r.pending, created_at=at)
-            )
-            account.available += r.pending
-            account.pending -= r.pending
-            r.available, r.pending, changed = r.available + r.pending, ZERO, True
-        if r.expires_at is not None and r.expires_at <= at and (r.available > 0 or r.pending > 0):
-            op = op or op_factory()
-            entries.append(
-                LedgerEntry(operation=op, account=account, lot_id=r.lot_id, kind=EntryKind.EXPIRY,
-                            available_delta=-r.available, pending_delta=-r.pending, created_at=at)
-            )
-            account.available -= r.available
-            account.pending -= r.pending
-            r.available, r.pending, changed = ZERO, ZERO, True
-        r._changed = changed
-        live.append(r)
-    if entries:
-        LedgerEntry.objects.bulk_create(entries)
-    return live
+def _open_lots(account_id: int) -> list[LotState]:
+    """The account's open lots, locked until commit (PostgreSQL re-reads each locked row
+    after waiting, so the values are current)."""
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT lot_id, available, pending, activates_at, expires_at FROM {_R} "
+            f"WHERE account_id = %s{lock}",
+            [account_id],
+        )
+        rows = cur.fetchall()
+    convert = connection.ops.convert_datetimefield_value if connection.vendor == "sqlite" else None
+    out = []
+    for lot_id, available, pending, activates_at, expires_at in rows:
+        if convert:
+            activates_at = convert(activates_at, None, connection)
+            expires_at = convert(expires_at, None, connection) if expires_at else None
+        out.append(LotState(lot_id, points(available), points(pending), activates_at, expires_at))
+    return out
 
 
-def _save_account(account: BonusAccount) -> None:
-    BonusAccount.objects.filter(pk=account.pk).update(
-        available=account.available, pending=account.pending
+def _write(plan: Plan) -> BonusOperation | None:
+    """Persist a plan; ``None`` when the idempotency key was taken concurrently."""
+    if not plan.moves and plan.new_lot is None:
+        return None
+    op_id = _write_postgres(plan) if connection.vendor == "postgresql" else _write_portable(plan)
+    if op_id is None:
+        return None
+    return _write_result(plan, op_id)
+
+
+def _write_result(plan: Plan, op_id: int) -> BonusOperation:
+    return BonusOperation(
+        pk=op_id,
+        kind=plan.kind,
+        account_id=plan.account_id,
+        idempotency_key=plan.key,
+        amount=plan.amount,
+        source_type=plan.source.type,
+        source_id=plan.source.id,
+        source_label=plan.source.label,
+        receipt=plan.source.receipt,
+        operator=plan.source.operator,
+        reason=plan.source.reason,
+        created_at=plan.at,
     )
 
 
-def _save_remainders(remainders: list[LotRemainder]) -> None:
-    changed = [r for r in remainders if getattr(r, "_changed", False)]
-    empty = [r.lot_id for r in changed if r.available == 0 and r.pending == 0]
-    kept = [r for r in changed if r.available != 0 or r.pending != 0]
-    if empty:
-        LotRemainder.objects.filter(lot_id__in=empty).delete()
-    if kept:
-        LotRemainder.objects.bulk_update(kept, ["available", "pending"])
+def _op_values(plan: Plan) -> list:
+    source = plan.source
+    return [
+        plan.kind,
+        plan.account_id,
+        plan.key or None,
+        plan.amount,
+        source.type,
+        source.id,
+        source.label,
+        source.receipt.pk if source.receipt else None,
+        source.operator.pk if source.operator else None,
+        source.reason,
+        plan.at,
+    ]
 
 
-def _open_lots(account: BonusAccount) -> list[LotRemainder]:
-    return list(LotRemainder.objects.filter(account=account).order_by("expires_at", "lot_id"))
+_OP_COLUMNS = (
+    "kind, account_id, idempotency_key, amount, source_type, source_id, source_label, "
+    "receipt_id, operator_id, reason, created_at"
+)
 
 
-def _spend_order(r: LotRemainder):
-    # Earliest expiry first; lots that never expire last; then oldest first.
-    return (r.expires_at is None, r.expires_at or dt.datetime.max.replace(tzinfo=dt.UTC), r.lot_id)
+def _write_postgres(plan: Plan) -> int | None:
+    """The whole operation as one statement (data-modifying CTEs): one round trip."""
+    params: list = _op_values(plan)
+    sql = [
+        f"WITH op AS (INSERT INTO {_O} ({_OP_COLUMNS}) VALUES ({', '.join(['%s'] * 11)}) "
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id)"
+    ]
+    lot = plan.new_lot
+    if lot is not None:
+        sql.append(
+            f", newlot AS (INSERT INTO {_L} (account_id, operation_id, amount, activates_at, expires_at, "
+            "created_at) SELECT %s, op.id, %s, %s, %s, %s FROM op RETURNING id)"
+        )
+        params += [plan.account_id, plan.amount, lot.activates_at, lot.expires_at, plan.at]
+    newlot_id = "(SELECT id FROM newlot)" if lot is not None else "NULL"
+    if plan.moves:
+        values = ", ".join(["(%s::bigint, %s::varchar, %s::numeric, %s::numeric)"] * len(plan.moves))
+        sql.append(
+            f", ent AS (INSERT INTO {_E} (operation_id, account_id, lot_id, kind, available_delta, "
+            f"pending_delta, created_at) SELECT op.id, %s, COALESCE(v.lot_id, {newlot_id}), "
+            "v.kind, v.a, v.p, %s "
+            f"FROM op, (VALUES {values}) AS v(lot_id, kind, a, p))"
+        )
+        params += [plan.account_id, plan.at]
+        for m in plan.moves:
+            params += [m.lot_id, m.kind, m.available, m.pending]
+    inserted = [s for s in plan.lots + ([lot] if lot else []) if s.is_new_row and (s.available or s.pending)]
+    updated = [s for s in plan.lots if s.changed and not s.is_new_row and (s.available or s.pending)]
+    emptied = [
+        s.lot_id for s in plan.lots if s.changed and not s.is_new_row and not (s.available or s.pending)
+    ]
+    if inserted:
+        values = ", ".join(
+            ["(%s::bigint, %s::numeric, %s::numeric, %s::timestamptz, %s::timestamptz)"] * len(inserted)
+        )
+        sql.append(
+            f", remins AS (INSERT INTO {_R} "
+            "(lot_id, account_id, available, pending, activates_at, expires_at) "
+            f"SELECT COALESCE(v.lot_id, {newlot_id}), %s, v.a, v.p, v.act, v.exp FROM op, "
+            f"(VALUES {values}) AS v(lot_id, a, p, act, exp))"
+        )
+        params.append(plan.account_id)
+        for s in inserted:
+            params += [s.lot_id, s.available, s.pending, s.activates_at, s.expires_at]
+    if updated:
+        values = ", ".join(["(%s::bigint, %s::numeric, %s::numeric)"] * len(updated))
+        sql.append(
+            f", remupd AS (UPDATE {_R} r SET available = v.a, pending = v.p FROM op, "
+            f"(VALUES {values}) AS v(lot_id, a, p) WHERE r.lot_id = v.lot_id)"
+        )
+        for s in updated:
+            params += [s.lot_id, s.available, s.pending]
+    if emptied:
+        sql.append(
+            f", remdel AS (DELETE FROM {_R} WHERE lot_id = ANY(%s::bigint[]) AND EXISTS (SELECT 1 FROM op))"
+        )
+        params.append(emptied)
+    sql.append(
+        f", acc AS (UPDATE {_A} SET available = available + %s, pending = pending + %s "
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM op)) SELECT id FROM op"
+    )
+    params += [plan.available_delta, plan.pending_delta, plan.account_id]
+    with connection.cursor() as cur:
+        cur.execute("".join(sql), params)
+        row = cur.fetchone()
+    return row[0] if row else None
 
 
 @transaction.atomic
+def _write_portable(plan: Plan) -> int | None:
+    """The same writes through the ORM, for databases without data-modifying CTEs."""
+    try:
+        with transaction.atomic():
+            op = BonusOperation.objects.create(
+                kind=plan.kind,
+                account_id=plan.account_id,
+                idempotency_key=plan.key or None,
+                amount=plan.amount,
+                source_type=plan.source.type,
+                source_id=plan.source.id,
+                source_label=plan.source.label,
+                receipt=plan.source.receipt,
+                operator=plan.source.operator,
+                reason=plan.source.reason,
+                created_at=plan.at,
+            )
+    except IntegrityError:
+        return None
+    lot = plan.new_lot
+    if lot is not None:
+        lot.lot_id = BonusLot.objects.create(
+            account_id=plan.account_id,
+            operation=op,
+            amount=plan.amount,
+            activates_at=lot.activates_at,
+            expires_at=lot.expires_at,
+            created_at=plan.at,
+        ).pk
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(
+            operation=op,
+            account_id=plan.account_id,
+            lot_id=m.lot_id if m.lot_id else lot.lot_id,
+            kind=m.kind,
+            available_delta=m.available,
+            pending_delta=m.pending,
+            created_at=plan.at,
+        )
+        for m in plan.moves
+    )
+    states = plan.lots + ([lot] if lot else [])
+    LotRemainder.objects.bulk_create(
+        LotRemainder(
+            lot_id=s.lot_id,
+            account_id=plan.account_id,
+            available=s.available,
+            pending=s.pending,
+            activates_at=s.activates_at,
+            expires_at=s.expires_at,
+        )
+        for s in states
+        if s.is_new_row and (s.available or s.pending)
+    )
+    for s in states:
+        if s.changed and not s.is_new_row:
+            if s.available or s.pending:
+                LotRemainder.objects.filter(lot_id=s.lot_id).update(available=s.available, pending=s.pending)
+            else:
+                LotRemainder.objects.filter(lot_id=s.lot_id).delete()
+    # Absolute totals: exact decimals (SQLite would do the arithmetic in floating point).
+    available, pending = _totals(plan.account_id)
+    BonusAccount.objects.filter(pk=plan.account_id).update(
+        available=available + plan.available_delta, pending=pending + plan.pending_delta
+    )
+    return op.pk
+
+
+def _account_id(account: BonusAccount | int) -> int:
+    return account if isinstance(account, int) else account.pk
+
+
 def bonus_accrue(
     *,
     account: BonusAccount,
@@ -188,7 +429,8 @@ def bonus_accrue(
     at: dt.datetime | None = None,
 ) -> BonusOperation:
     """Create a lot of ``amount`` points: pending until ``activates_at`` (now if not
-    given), expiring at ``expires_at`` (never if not given)."""
+    given), expiring at ``expires_at`` (never if not given). One statement on PostgreSQL,
+    atomic by itself (and part of the caller's transaction when there is one)."""
     amount = points(amount)
     if amount <= 0:
         raise ValueError("accrual amount must be positive")
@@ -196,57 +438,38 @@ def bonus_accrue(
     activates_at = activates_at or at
     if expires_at is not None and expires_at <= activates_at:
         raise ValueError("a lot must expire after it activates")
-    account = _lock(account)
-    if op := _existing(idempotency_key, kind=kind, account=account, amount=amount):
+    account_id = _account_id(account)
+    if idempotency_key and (op := _replay(idempotency_key, kind=kind, account_id=account_id, amount=amount)):
         return op
-    op = _operation(kind=kind, account=account, amount=amount, source=source, key=idempotency_key, at=at)
-    lot = BonusLot.objects.create(
-        account=account, operation=op, amount=amount, activates_at=activates_at,
-        expires_at=expires_at, created_at=at,
+    pending = activates_at > at
+    lot = LotState(None, ZERO, ZERO, activates_at, expires_at, is_new_row=True)
+    plan = Plan(
+        account_id=account_id,
+        kind=kind,
+        amount=amount,
+        source=source,
+        key=idempotency_key,
+        at=at,
+        new_lot=lot,
     )
-    is_pending = activates_at > at
-    LedgerEntry.objects.create(
-        operation=op, account=account, lot=lot,
-        kind=EntryKind.ACCRUAL if kind == OperationKind.ACCRUAL else EntryKind.ADJUSTMENT,
-        available_delta=ZERO if is_pending else amount,
-        pending_delta=amount if is_pending else ZERO,
-        created_at=at,
+    plan.move(
+        lot,
+        EntryKind.ACCRUAL if kind == OperationKind.ACCRUAL else EntryKind.ADJUSTMENT,
+        available=ZERO if pending else amount,
+        pending=amount if pending else ZERO,
     )
-    LotRemainder.objects.create(
-        lot=lot, account=account, activates_at=activates_at, expires_at=expires_at,
-        available=ZERO if is_pending else amount, pending=amount if is_pending else ZERO,
-    )
-    if is_pending:
-        account.pending += amount
-    else:
-        account.available += amount
-    _save_account(account)
+    op = _write(plan)
+    if op is None:  # the key was taken between our check and our insert
+        return _replay(idempotency_key, kind=kind, account_id=account_id, amount=amount) or _raise(
+            idempotency_key
+        )
     return op
 
 
-def _draw(account, remainders, amount: Decimal, op, kind: str, at) -> None:
-    """Take ``amount`` from available lots in expiry order (caller holds the lock and has
-    checked the total)."""
-    left = amount
-    entries = []
-    for r in sorted(remainders, key=_spend_order):
-        if left == 0:
-            break
-        if r.available <= 0:
-            continue
-        take = min(r.available, left)
-        entries.append(
-            LedgerEntry(operation=op, account=account, lot_id=r.lot_id, kind=kind,
-                        available_delta=-take, created_at=at)
-        )
-        r.available -= take
-        r._changed = True
-        left -= take
-    LedgerEntry.objects.bulk_create(entries)
-    account.available -= amount
+def _raise(key):
+    raise _conflict(key)
 
 
-@transaction.atomic
 def bonus_spend(
     *,
     account: BonusAccount,
@@ -256,38 +479,122 @@ def bonus_spend(
     kind: str = OperationKind.SPEND,
     at: dt.datetime | None = None,
 ) -> BonusOperation:
-    """Draw ``amount`` available points, earliest-expiring lots first. Raises
-    ``InsufficientBonuses`` (and writes nothing) if the account has less."""
+    """Draw ``amount`` available points, earliest-expiring lots first. Locks the account's
+    open lots before reading them. Raises ``InsufficientBonuses`` (and writes nothing) if
+    the account has less."""
     amount = points(amount)
     if amount <= 0:
         raise ValueError("spend amount must be positive")
     at = at or timezone.now()
-    account = _lock(account)
-    if op := _existing(idempotency_key, kind=kind, account=account, amount=-amount):
-        return op
-    holder: list[BonusOperation] = []
-
-    def op_factory():
-        if not holder:
-            holder.append(
-                _operation(kind=kind, account=account, amount=-amount, source=source,
-                           key=idempotency_key, at=at)
-            )
-        return holder[0]
-
-    remainders = _settle(account, _open_lots(account), op_factory, at)
-    if account.available < amount:
-        # Raising rolls back any inline settlement too; the nightly runs redo it.
-        raise InsufficientBonuses(
-            _("Asked for %(asked)s, %(available)s available.")
-            % {"asked": amount, "available": account.available},
-            available=str(account.available),
+    account_id = _account_id(account)
+    entry_kind = EntryKind.SPEND if kind == OperationKind.SPEND else EntryKind.ADJUSTMENT
+    if connection.vendor == "postgresql":
+        outcome = _spend_postgres(account_id, amount, kind, entry_kind, source, idempotency_key, at)
+        if outcome is not None:
+            return outcome
+    with transaction.atomic():
+        lots = _open_lots(account_id)  # lock first: a repeat of this key waits here for the first
+        if idempotency_key and (
+            op := _replay(idempotency_key, kind=kind, account_id=account_id, amount=-amount)
+        ):
+            return op
+        plan = Plan(
+            account_id=account_id,
+            kind=kind,
+            amount=-amount,
+            source=source,
+            key=idempotency_key,
+            at=at,
+            lots=lots,
         )
-    op = op_factory()
-    _draw(account, remainders, amount, op, EntryKind.SPEND if kind == OperationKind.SPEND else EntryKind.ADJUSTMENT, at)
-    _save_remainders(remainders)
-    _save_account(account)
-    return op
+        plan_settle(plan, lots)
+        short = plan_draw(plan, lots, amount, entry_kind)
+        if short > 0:
+            raise _insufficient(amount, sum((lot.available for lot in lots), ZERO) + (amount - short))
+        op = _write(plan)
+        if op is None:  # a concurrent request with the same key won
+            return _replay(idempotency_key, kind=kind, account_id=account_id, amount=-amount) or _raise(
+                idempotency_key
+            )
+        return op
+
+
+def _insufficient(asked: Decimal, available: Decimal) -> InsufficientBonuses:
+    return InsufficientBonuses(
+        _("Asked for %(asked)s, %(available)s available.") % {"asked": asked, "available": available},
+        available=str(available),
+    )
+
+
+def _spend_postgres(account_id, amount, kind, entry_kind, source, key, at) -> BonusOperation | None:
+    """The common spend as one statement (so one round trip, committed by itself): lock
+    the account's spendable lots, draw them in expiry order with a running sum, write the
+    operation, entries, lot remainders and account total. Returns ``None`` when the
+    account has lots due for activation or expiry that the nightly run has not processed
+    yet: the caller then takes the general path, which settles them first."""
+    plan = Plan(account_id=account_id, kind=kind, amount=-amount, source=source, key=key, at=at)
+    params = {"acc": account_id, "amt": amount, "now": at, "key": key or None, "kind": entry_kind}
+    op_params = dict(zip([f"o{i}" for i in range(11)], _op_values(plan), strict=True))
+    sql = f"""
+    WITH prior AS (SELECT id FROM {_O} WHERE idempotency_key = %(key)s),
+    due AS (
+        SELECT 1 FROM {_R} WHERE account_id = %(acc)s
+        AND ((pending > 0 AND activates_at <= %(now)s) OR expires_at <= %(now)s) LIMIT 1
+    ),
+    lots AS MATERIALIZED (
+        SELECT lot_id, available, pending, expires_at FROM {_R}
+        WHERE account_id = %(acc)s AND available > 0 AND (expires_at IS NULL OR expires_at > %(now)s)
+        FOR UPDATE
+    ),
+    ordered AS (
+        SELECT lot_id, available, pending,
+               SUM(available) OVER (ORDER BY expires_at NULLS LAST, lot_id) - available AS before
+        FROM lots
+    ),
+    draw AS (
+        SELECT lot_id, available, pending, LEAST(available, %(amt)s - before) AS take
+        FROM ordered WHERE before < %(amt)s
+    ),
+    go AS (
+        SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM prior) AND NOT EXISTS (SELECT 1 FROM due)
+        AND (SELECT COALESCE(SUM(take), 0) FROM draw) >= %(amt)s
+    ),
+    op AS (
+        INSERT INTO {_O} ({_OP_COLUMNS})
+        SELECT {", ".join(f"%({k})s" for k in op_params)} FROM go
+        ON CONFLICT (idempotency_key) DO NOTHING RETURNING id
+    ),
+    ent AS (
+        INSERT INTO {_E} (operation_id, account_id, lot_id, kind, available_delta, pending_delta, created_at)
+        SELECT op.id, %(acc)s, d.lot_id, %(kind)s, -d.take, 0, %(now)s FROM op, draw d
+    ),
+    upd AS (
+        UPDATE {_R} r SET available = r.available - d.take FROM op, draw d
+        WHERE r.lot_id = d.lot_id AND (d.take < d.available OR d.pending > 0)
+    ),
+    del AS (
+        DELETE FROM {_R} r USING op, draw d
+        WHERE r.lot_id = d.lot_id AND d.take = d.available AND d.pending = 0
+    ),
+    acc AS (
+        UPDATE {_A} SET available = available - %(amt)s WHERE id = %(acc)s AND EXISTS (SELECT 1 FROM op)
+    )
+    SELECT (SELECT id FROM op), (SELECT id FROM prior), EXISTS (SELECT 1 FROM due),
+           (SELECT COALESCE(SUM(available), 0) FROM lots)
+    """
+    with connection.cursor() as cur:
+        cur.execute(sql, {**params, **op_params})
+        op_id, prior_id, due, available = cur.fetchone()
+    if op_id is not None:
+        return _write_result(plan, op_id)
+    if prior_id is not None:
+        return _replay(key, kind=kind, account_id=account_id, amount=-amount)
+    if due:
+        return None
+    if points(available) < amount:
+        raise _insufficient(amount, points(available))
+    # Enough points but no operation: a concurrent request with the same key won.
+    return _replay(key, kind=kind, account_id=account_id, amount=-amount) or _raise(key)
 
 
 @transaction.atomic
@@ -309,13 +616,28 @@ def bonus_adjust(
     amount = points(amount)
     if amount == 0:
         raise ValidationError({"amount": _("The adjustment cannot be zero.")})
-    source = Source(type=SourceType.OPERATOR, operator=operator, reason=reason.strip(),
-                    label=str(operator) if operator else "")
+    source = Source(
+        type=SourceType.OPERATOR,
+        operator=operator,
+        reason=reason.strip(),
+        label=str(operator) if operator else "",
+    )
     if amount > 0:
-        return bonus_accrue(account=account, amount=amount, source=source, expires_at=expires_at,
-                            idempotency_key=idempotency_key, kind=OperationKind.ADJUSTMENT)
-    return bonus_spend(account=account, amount=-amount, source=source,
-                       idempotency_key=idempotency_key, kind=OperationKind.ADJUSTMENT)
+        return bonus_accrue(
+            account=account,
+            amount=amount,
+            source=source,
+            expires_at=expires_at,
+            idempotency_key=idempotency_key,
+            kind=OperationKind.ADJUSTMENT,
+        )
+    return bonus_spend(
+        account=account,
+        amount=-amount,
+        source=source,
+        idempotency_key=idempotency_key,
+        kind=OperationKind.ADJUSTMENT,
+    )
 
 
 @transaction.atomic
@@ -342,127 +664,140 @@ def bonus_refund(
         set(receipt.bonus_operations.exclude(account=None).values_list("account_id", flat=True))
     )
     for account_id in account_ids:
-        account = BonusAccount.objects.select_for_update().get(pk=account_id)
+        lots = _open_lots(account_id)
         key = f"{idempotency_key}:{account_id}" if idempotency_key else None
         if key and (op := BonusOperation.objects.filter(idempotency_key=key).first()):
             result.operations.append(op)
             continue
-        entries = LedgerEntry.objects.filter(operation__receipt=receipt, account=account)
-        drawn = {
-            row["lot_id"]: -points(row["s"])
-            for row in entries.filter(kind=EntryKind.SPEND).values("lot_id").annotate(s=Sum("available_delta"))
-        }
-        for row in entries.filter(kind=EntryKind.RESTORE).values("lot_id").annotate(s=Sum("available_delta")):
-            drawn[row["lot_id"]] = drawn.get(row["lot_id"], ZERO) - points(row["s"])
-        accrued_lots = list(
-            BonusLot.objects.filter(operation__receipt=receipt, operation__kind=OperationKind.ACCRUAL,
-                                    account=account)
+        entries = LedgerEntry.objects.filter(operation__receipt=receipt, account_id=account_id)
+        by_kind: dict[str, dict[int, Decimal]] = {EntryKind.SPEND: {}, EntryKind.RESTORE: {}}
+        for row in (
+            entries.filter(kind__in=list(by_kind)).values("kind", "lot_id").annotate(s=Sum("available_delta"))
+        ):
+            by_kind[row["kind"]][row["lot_id"]] = points(row["s"])
+        spent = {lot_id: -s for lot_id, s in by_kind[EntryKind.SPEND].items()}
+        unrestored = {k: v - by_kind[EntryKind.RESTORE].get(k, ZERO) for k, v in spent.items()}
+        accrued_lots = set(
+            BonusLot.objects.filter(
+                operation__receipt=receipt,
+                operation__kind=OperationKind.ACCRUAL,
+                account_id=account_id,
+            ).values_list("pk", flat=True)
         )
-        accrued = sum((lot.amount for lot in accrued_lots), ZERO)
+        accrued = points(BonusLot.objects.filter(pk__in=accrued_lots).aggregate(s=Sum("amount"))["s"] or ZERO)
         clawed = entries.filter(kind=EntryKind.CLAWBACK).aggregate(
-            a=Sum("available_delta"), p=Sum("pending_delta"))
-        already_clawed = -points((clawed["a"] or ZERO) + (clawed["p"] or ZERO))
-        total_drawn = sum((v for v in drawn.values() if v > 0), ZERO)
-        original_drawn = -points(
-            entries.filter(kind=EntryKind.SPEND).aggregate(s=Sum("available_delta"))["s"] or ZERO
+            a=Sum("available_delta"), p=Sum("pending_delta")
         )
-        to_restore = min(points(original_drawn * share), total_drawn)
+        already_clawed = -points((clawed["a"] or ZERO) + (clawed["p"] or ZERO))
+        to_restore = min(points(sum(spent.values(), ZERO) * share), sum(unrestored.values(), ZERO))
         to_claw = min(points(accrued * share), accrued - already_clawed)
         if to_restore <= 0 and to_claw <= 0:
             continue
-        op = _operation(kind=OperationKind.REFUND, account=account, amount=to_restore - to_claw,
-                        source=Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=source_label,
-                                      receipt=receipt), key=key, at=at)
-        result.operations.append(op)
-        remainders = {r.lot_id: r for r in _settle(account, _open_lots(account), lambda op=op: op, at)}
-        new_entries: list[LedgerEntry] = []
-        # 1. Restore drawn points into their own lots.
-        lots = {lot.pk: lot for lot in BonusLot.objects.filter(pk__in=[k for k, v in drawn.items() if v > 0])}
-        order = sorted(lots.values(), key=lambda lot: (lot.expires_at is None, lot.expires_at or at), reverse=True)
+        plan = Plan(
+            account_id=account_id,
+            kind=OperationKind.REFUND,
+            amount=to_restore - to_claw,
+            source=Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=source_label, receipt=receipt),
+            key=key,
+            at=at,
+            lots=lots,
+        )
+        plan_settle(plan, lots)
+        open_by_id = {lot.lot_id: lot for lot in lots}
+        # 1. Restore drawn points into their own lots, latest-expiring first.
         left = to_restore
-        for lot in order:
+        for lot in sorted(
+            BonusLot.objects.filter(pk__in=[k for k, v in unrestored.items() if v > 0]),
+            key=lambda lot: (lot.expires_at is None, lot.expires_at or at),
+            reverse=True,
+        ):
             if left <= 0:
                 break
-            give = min(drawn[lot.pk], left)
+            give = min(unrestored[lot.pk], left)
             left -= give
-            new_entries.append(LedgerEntry(operation=op, account=account, lot=lot, kind=EntryKind.RESTORE,
-                                           available_delta=give, created_at=at))
+            state = open_by_id.get(lot.pk)
+            if state is None:
+                state = LotState(lot.pk, ZERO, ZERO, lot.activates_at, lot.expires_at, is_new_row=True)
+                plan.lots.append(state)
+                open_by_id[lot.pk] = state
+            plan.move(state, EntryKind.RESTORE, available=give)
             if lot.expires_at is not None and lot.expires_at <= at:
-                new_entries.append(LedgerEntry(operation=op, account=account, lot=lot, kind=EntryKind.EXPIRY,
-                                               available_delta=-give, created_at=at))
+                plan.move(state, EntryKind.EXPIRY, available=-give)
                 result.restored_expired += give
-                continue
-            r = remainders.get(lot.pk)
-            if r is None:
-                r = LotRemainder.objects.create(lot=lot, account=account, activates_at=lot.activates_at,
-                                                expires_at=lot.expires_at)
-                remainders[lot.pk] = r
-            r.available += give
-            r._changed = True
-            account.available += give
-            result.restored += give
+            else:
+                result.restored += give
         # 2. Take back what the purchase accrued: its own lots first (pending, then available).
         left = to_claw
-        own = [remainders[lot.pk] for lot in accrued_lots if lot.pk in remainders]
-        others = sorted((r for r in remainders.values() if r not in own), key=_spend_order)
-        for r in [*own, *others]:
-            if left <= 0:
-                break
-            take_pending = min(r.pending, left) if r in own else ZERO
-            take_available = min(r.available, left - take_pending)
-            if take_pending == 0 and take_available == 0:
-                continue
-            new_entries.append(LedgerEntry(operation=op, account=account, lot_id=r.lot_id, kind=EntryKind.CLAWBACK,
-                                           available_delta=-take_available, pending_delta=-take_pending,
-                                           created_at=at))
-            r.pending -= take_pending
-            r.available -= take_available
-            r._changed = True
-            account.pending -= take_pending
-            account.available -= take_available
-            left -= take_pending + take_available
+        own = [lot for lot in plan.lots if lot.lot_id in accrued_lots]
+        others = sorted((lot for lot in plan.lots if lot.lot_id not in accrued_lots), key=_spend_order)
+        for lot in own:
+            take_pending = min(lot.pending, left)
+            take_available = min(lot.available, left - take_pending)
+            if take_pending or take_available:
+                plan.move(lot, EntryKind.CLAWBACK, available=-take_available, pending=-take_pending)
+                left -= take_pending + take_available
+        left = plan_draw(plan, others, left, EntryKind.CLAWBACK)
         result.clawed_back += to_claw - left
         result.uncollected += left
-        LedgerEntry.objects.bulk_create(new_entries)
-        _save_remainders(list(remainders.values()))
-        _save_account(account)
+        op = _write(plan)
+        if op is None:
+            raise _conflict(key)
+        result.operations.append(op)
     return result
 
 
 # --- set-wise runs ---------------------------------------------------------------------
 
-def _run_chunks(*, kind: str, due_sql: str, entry_sql: str, account_sql: str, remainder_sql: str,
-                now: dt.datetime, chunk_size: int) -> int:
-    """Process due lots a chunk of accounts at a time: lock the chunk's accounts (id
-    order), insert one entry per due lot with ``INSERT ... SELECT``, move the accounts'
-    totals with one ``UPDATE ... FROM``, then update or drop the remainders."""
+
+def _run_chunks(
+    *, kind: str, due: str, entry: str, remainder_sql: str, now: dt.datetime, chunk_size: int
+) -> int:
+    """Process due lots a chunk of accounts at a time, each chunk in one transaction:
+    lock the chunk's due lot rows, insert one entry per due lot with ``INSERT ... SELECT``,
+    move the accounts' totals with one ``UPDATE ... FROM``, then update or drop the
+    remainders. ``due`` is the SQL condition on a remainder row; ``entry`` the selected
+    ``kind, available_delta, pending_delta``."""
     processed = 0
     after = 0
+    at = connection.ops.adapt_datetimefield_value(now)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    chunk = "account_id BETWEEN %s AND %s"
     while True:
-        with transaction.atomic():
-            with connection.cursor() as cur:
-                cur.execute(due_sql, [now, after, chunk_size])
-                ids = [row[0] for row in cur.fetchall()]
-                if not ids:
-                    return processed
-                after = ids[-1]
-                list(BonusAccount.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk"))
-                op = BonusOperation.objects.create(
-                    kind=kind, account=None, source_type=SourceType.REGULAR_TASK,
-                    source_label=kind, created_at=now,
-                )
-                lo, hi = ids[0], ids[-1]
-                cur.execute(entry_sql, [op.pk, now, lo, hi, now])
-                processed += cur.rowcount
-                cur.execute(account_sql, [op.pk])
-                cur.execute(remainder_sql, [lo, hi, now])
-                moved = LedgerEntry.objects.filter(operation=op).aggregate(s=Sum("available_delta"))
-                BonusOperation.objects.filter(pk=op.pk).update(amount=points(moved["s"] or ZERO))
-
-
-_E = LedgerEntry._meta.db_table
-_R = LotRemainder._meta.db_table
-_A = BonusAccount._meta.db_table
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(
+                f"SELECT DISTINCT account_id FROM {_R} WHERE {due} AND account_id > %s "
+                "ORDER BY account_id LIMIT %s",
+                [at, after, chunk_size],
+            )
+            ids = [row[0] for row in cur.fetchall()]
+            if not ids:
+                return processed
+            lo, hi = after, after = ids[0], ids[-1]
+            cur.execute(
+                f"SELECT lot_id FROM {_R} WHERE {chunk} AND {due} ORDER BY lot_id{lock}", [lo, hi, at]
+            )
+            op = BonusOperation.objects.create(
+                kind=kind,
+                account=None,
+                source_type=SourceType.REGULAR_TASK,
+                source_label=kind,
+                created_at=now,
+            )
+            cur.execute(
+                f"INSERT INTO {_E} (operation_id, account_id, lot_id, kind, available_delta, pending_delta, "
+                f"created_at) SELECT %s, account_id, lot_id, {entry}, %s FROM {_R} WHERE {chunk} AND {due}",
+                [op.pk, at, lo, hi, at],
+            )
+            processed += cur.rowcount
+            cur.execute(
+                f"UPDATE {_A} SET available = ROUND(available + s.a, 2), pending = ROUND(pending + s.p, 2) "
+                f"FROM (SELECT account_id, SUM(available_delta) AS a, SUM(pending_delta) AS p FROM {_E} "
+                f"WHERE operation_id = %s GROUP BY account_id) AS s WHERE {_A}.id = s.account_id",
+                [op.pk],
+            )
+            cur.execute(f"{remainder_sql} WHERE {chunk} AND {due}", [lo, hi, at])
+            moved = LedgerEntry.objects.filter(operation=op).aggregate(s=Sum("available_delta"))
+            BonusOperation.objects.filter(pk=op.pk).update(amount=points(moved["s"] or ZERO))
 
 
 def bonuses_activate(*, now: dt.datetime | None = None, chunk_size: int = 5000) -> int:
@@ -471,16 +806,9 @@ def bonuses_activate(*, now: dt.datetime | None = None, chunk_size: int = 5000) 
         kind=OperationKind.ACTIVATION,
         now=now or timezone.now(),
         chunk_size=chunk_size,
-        due_sql=f"SELECT DISTINCT account_id FROM {_R} WHERE activates_at <= %s AND pending > 0 "
-        f"AND account_id > %s ORDER BY account_id LIMIT %s",
-        entry_sql=f"INSERT INTO {_E} (operation_id, account_id, lot_id, kind, available_delta, "
-        f"pending_delta, created_at) SELECT %s, account_id, lot_id, 'activation', pending, -pending, %s "
-        f"FROM {_R} WHERE account_id BETWEEN %s AND %s AND activates_at <= %s AND pending > 0",
-        account_sql=f"UPDATE {_A} SET available = ROUND(available + s.a, 2), pending = ROUND(pending + s.p, 2) "
-        f"FROM (SELECT account_id, SUM(available_delta) AS a, SUM(pending_delta) AS p FROM {_E} "
-        f"WHERE operation_id = %s GROUP BY account_id) AS s WHERE {_A}.id = s.account_id",
-        remainder_sql=f"UPDATE {_R} SET available = ROUND(available + pending, 2), pending = 0 "
-        f"WHERE account_id BETWEEN %s AND %s AND activates_at <= %s AND pending > 0",
+        due="activates_at <= %s AND pending > 0",
+        entry="'activation', pending, -pending",
+        remainder_sql=f"UPDATE {_R} SET available = ROUND(available + pending, 2), pending = 0",
     )
 
 
@@ -490,13 +818,7 @@ def bonuses_expire(*, now: dt.datetime | None = None, chunk_size: int = 5000) ->
         kind=OperationKind.EXPIRY,
         now=now or timezone.now(),
         chunk_size=chunk_size,
-        due_sql=f"SELECT DISTINCT account_id FROM {_R} WHERE expires_at <= %s "
-        f"AND account_id > %s ORDER BY account_id LIMIT %s",
-        entry_sql=f"INSERT INTO {_E} (operation_id, account_id, lot_id, kind, available_delta, "
-        f"pending_delta, created_at) SELECT %s, account_id, lot_id, 'expiry', -available, -pending, %s "
-        f"FROM {_R} WHERE account_id BETWEEN %s AND %s AND expires_at <= %s",
-        account_sql=f"UPDATE {_A} SET available = ROUND(available + s.a, 2), pending = ROUND(pending + s.p, 2) "
-        f"FROM (SELECT account_id, SUM(available_delta) AS a, SUM(pending_delta) AS p FROM {_E} "
-        f"WHERE operation_id = %s GROUP BY account_id) AS s WHERE {_A}.id = s.account_id",
-        remainder_sql=f"DELETE FROM {_R} WHERE account_id BETWEEN %s AND %s AND expires_at <= %s",
+        due="expires_at <= %s",
+        entry="'expiry', -available, -pending",
+        remainder_sql=f"DELETE FROM {_R}",
     )

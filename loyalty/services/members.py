@@ -74,9 +74,7 @@ def custom_fields_clean(values: dict[str, Any], *, require: bool = False) -> dic
     for code, value in values.items():
         field = fields.get(code)
         if field is None:
-            errors[f"custom_fields.{code}"] = _("There is no active custom field %(code)s.") % {
-                "code": code
-            }
+            errors[f"custom_fields.{code}"] = _("There is no active custom field %(code)s.") % {"code": code}
             continue
         if value in (None, ""):
             continue

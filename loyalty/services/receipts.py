@@ -144,7 +144,9 @@ def receipt_record(
         with transaction.atomic():
             receipt.save()
     except IntegrityError:
-        return Receipt.objects.get(point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id)
+        return Receipt.objects.get(
+            point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id
+        )
     for row in line_rows:
         row.receipt = receipt
     ReceiptLine.objects.bulk_create(line_rows)
@@ -164,9 +166,7 @@ def receipt_confirm(*, receipt: Receipt, confirm: ConfirmInput | None = None) ->
     if receipt.state == ReceiptState.CONFIRMED:
         return receipt
     if receipt.state != ReceiptState.CALCULATED:
-        raise ReceiptStateError(
-            _("Receipt is %(state)s.") % {"state": receipt.get_state_display()}
-        )
+        raise ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display()})
     member = receipt.member
     if (confirm.bonus_payment > 0 or confirm.accruals) and member is None:
         raise ValidationError({"member": _("Bonuses need an identified member.")})
@@ -204,13 +204,27 @@ def receipt_confirm(*, receipt: Receipt, confirm: ConfirmInput | None = None) ->
     receipt.state, receipt.confirmed_at = ReceiptState.CONFIRMED, timezone.now()
     receipt.save(update_fields=["state", "confirmed_at", "bonus_paid", "bonus_accrued"])
     if member is not None:
-        payload = {"receipt_id": receipt.pk, "total": str(receipt.total), "bonus_paid": str(receipt.bonus_paid),
-                   "bonus_accrued": str(accrued)}
-        event_record(event_type="purchase_completed", member=member, point_of_sale=receipt.point_of_sale,
-                     payload=payload, occurred_at=receipt.purchased_at)
+        payload = {
+            "receipt_id": receipt.pk,
+            "total": str(receipt.total),
+            "bonus_paid": str(receipt.bonus_paid),
+            "bonus_accrued": str(accrued),
+        }
+        event_record(
+            event_type="purchase_completed",
+            member=member,
+            point_of_sale=receipt.point_of_sale,
+            payload=payload,
+            occurred_at=receipt.purchased_at,
+        )
         if member.referrer_id:
-            event_record(event_type="friend_purchase", member=member.referrer, point_of_sale=receipt.point_of_sale,
-                         payload={**payload, "friend_id": member.pk}, occurred_at=receipt.purchased_at)
+            event_record(
+                event_type="friend_purchase",
+                member=member.referrer,
+                point_of_sale=receipt.point_of_sale,
+                payload={**payload, "friend_id": member.pk},
+                occurred_at=receipt.purchased_at,
+            )
     return receipt
 
 
@@ -257,25 +271,46 @@ def receipt_refund(
         amount = sum((ledger.points(ln.quantity * ln.price) - ln.discount for ln in lines), ZERO)
     if amount <= 0 or amount > remaining:
         raise ValidationError(
-            {"lines": _("Refund amount must be positive and at most %(remaining)s.") % {"remaining": remaining}}
+            {
+                "lines": _("Refund amount must be positive and at most %(remaining)s.")
+                % {"remaining": remaining}
+            }
         )
     refund = Receipt.objects.create(
-        point_of_sale=receipt.point_of_sale, external_id=external_id, kind=ReceiptKind.REFUND,
-        refund_of=receipt, card=receipt.card, member=receipt.member, state=ReceiptState.CONFIRMED,
-        purchased_at=at or timezone.now(), confirmed_at=timezone.now(),
-        amount=amount, total=amount,
+        point_of_sale=receipt.point_of_sale,
+        external_id=external_id,
+        kind=ReceiptKind.REFUND,
+        refund_of=receipt,
+        card=receipt.card,
+        member=receipt.member,
+        state=ReceiptState.CONFIRMED,
+        purchased_at=at or timezone.now(),
+        confirmed_at=timezone.now(),
+        amount=amount,
+        total=amount,
     )
     ReceiptLine.objects.bulk_create(
         [
-            ReceiptLine(receipt=refund, position=i, sku=ln.sku, name=ln.name, quantity=ln.quantity,
-                        price=ln.price, amount=ledger.points(ln.quantity * ln.price), discount=ln.discount)
+            ReceiptLine(
+                receipt=refund,
+                position=i,
+                sku=ln.sku,
+                name=ln.name,
+                quantity=ln.quantity,
+                price=ln.price,
+                amount=ledger.points(ln.quantity * ln.price),
+                discount=ln.discount,
+            )
             for i, ln in enumerate(refund_lines, start=1)
         ]
     )
     share = Decimal(1) if amount == remaining else (amount / receipt.total)
     result = ledger.bonus_refund(
-        receipt=receipt, share=share, source_label=_("Refund %(id)s") % {"id": external_id},
-        idempotency_key=f"refund:{refund.pk}", at=at,
+        receipt=receipt,
+        share=share,
+        source_label=_("Refund %(id)s") % {"id": external_id},
+        idempotency_key=f"refund:{refund.pk}",
+        at=at,
     )
     refund.bonus_paid = -result.restored - result.restored_expired
     refund.bonus_accrued = -result.clawed_back
@@ -283,6 +318,10 @@ def receipt_refund(
     receipt.state = ReceiptState.REFUNDED if amount == remaining else ReceiptState.PARTLY_REFUNDED
     receipt.save(update_fields=["state"])
     if receipt.member is not None:
-        event_record(event_type="purchase_refunded", member=receipt.member, point_of_sale=receipt.point_of_sale,
-                     payload={"receipt_id": receipt.pk, "refund_id": refund.pk, "amount": str(amount)})
+        event_record(
+            event_type="purchase_refunded",
+            member=receipt.member,
+            point_of_sale=receipt.point_of_sale,
+            payload={"receipt_id": receipt.pk, "refund_id": refund.pk, "amount": str(amount)},
+        )
     return refund

@@ -17,7 +17,9 @@ def day(n: int) -> dt.datetime:
 
 
 def totals(account):
-    sums = LedgerEntry.objects.filter(account=account).aggregate(a=Sum("available_delta"), p=Sum("pending_delta"))
+    sums = LedgerEntry.objects.filter(account=account).aggregate(
+        a=Sum("available_delta"), p=Sum("pending_delta")
+    )
     return (ledger.points(sums["a"] or 0), ledger.points(sums["p"] or 0))
 
 

@@ -76,8 +76,13 @@ def test_nightly_expiry_and_parallel_spends_agree(account):
 
     now = timezone.now()
     for _ in range(5):
-        ledger.bonus_accrue(account=account, amount=20, source=SOURCE, at=now - dt.timedelta(days=2),
-                            expires_at=now + dt.timedelta(seconds=1))
+        ledger.bonus_accrue(
+            account=account,
+            amount=20,
+            source=SOURCE,
+            at=now - dt.timedelta(days=2),
+            expires_at=now + dt.timedelta(seconds=1),
+        )
     ledger.bonus_accrue(account=account, amount=50, source=SOURCE)
     later = now + dt.timedelta(seconds=2)
 

@@ -1,5 +1,6 @@
 """Ledger invariants under any sequence of operations (hypothesis stateful test)."""
 
+import contextlib
 import datetime as dt
 from decimal import Decimal
 
@@ -36,22 +37,30 @@ class LedgerMachine(RuleBasedStateMachine):
     def accrue(self, amount, delay, lifetime):
         activates = self.now + dt.timedelta(days=delay)
         expires = activates + dt.timedelta(days=lifetime) if lifetime else None
-        ledger.bonus_accrue(account=self.account, amount=amount, source=self._source(), at=self.now,
-                            activates_at=activates, expires_at=expires)
+        ledger.bonus_accrue(
+            account=self.account,
+            amount=amount,
+            source=self._source(),
+            at=self.now,
+            activates_at=activates,
+            expires_at=expires,
+        )
 
     @rule(amount=amounts)
     def spend(self, amount):
-        try:
+        with contextlib.suppress(InsufficientBonuses):
             ledger.bonus_spend(account=self.account, amount=amount, source=self._source(), at=self.now)
-        except InsufficientBonuses:
-            pass
 
     @rule(price=amounts, pay=st.decimals(min_value=0, max_value=1, places=2), earn=st.integers(0, 50))
     def purchase(self, price, pay, earn):
         self.n += 1
-        receipt = receipt_record(point_of_sale=self.pos, external_id=f"r{self.n}", member=self.member,
-                                 lines=[LineInput(sku="x", quantity=Decimal(1), price=price)],
-                                 purchased_at=self.now)
+        receipt = receipt_record(
+            point_of_sale=self.pos,
+            external_id=f"r{self.n}",
+            member=self.member,
+            lines=[LineInput(sku="x", quantity=Decimal(1), price=price)],
+            purchased_at=self.now,
+        )
         self.account.refresh_from_db()
         bonus = min(ledger.points(price * pay), self.account.available)
         accruals = [ledger_accrual(earn, self.now)] if earn else []
@@ -61,7 +70,9 @@ class LedgerMachine(RuleBasedStateMachine):
             return  # some points expired just now; nothing was written
         self.receipts.append(receipt)
 
-    @precondition(lambda self: any(r.state == ReceiptState.CALCULATED for r in self.receipts) or self.receipts)
+    @precondition(
+        lambda self: any(r.state == ReceiptState.CALCULATED for r in self.receipts) or self.receipts
+    )
     @rule(data=st.data())
     def refund(self, data):
         receipt = data.draw(st.sampled_from(self.receipts))
@@ -95,14 +106,16 @@ class LedgerMachine(RuleBasedStateMachine):
             return
         self.account.refresh_from_db()
         sums = LedgerEntry.objects.filter(account=self.account).aggregate(
-            a=Sum("available_delta"), p=Sum("pending_delta"))
+            a=Sum("available_delta"), p=Sum("pending_delta")
+        )
         # (SQLite sums decimals as floats: compare at the ledger's precision)
         assert self.account.available == ledger.points(sums["a"] or 0)
         assert self.account.pending == ledger.points(sums["p"] or 0)
         assert self.account.available >= 0 and self.account.pending >= 0
         for r in LotRemainder.objects.filter(account=self.account):
             lot_sums = LedgerEntry.objects.filter(lot_id=r.lot_id).aggregate(
-                a=Sum("available_delta"), p=Sum("pending_delta"))
+                a=Sum("available_delta"), p=Sum("pending_delta")
+            )
             assert (r.available, r.pending) == (ledger.points(lot_sums["a"]), ledger.points(lot_sums["p"]))
             assert r.available >= 0 and r.pending >= 0
 
@@ -110,12 +123,17 @@ class LedgerMachine(RuleBasedStateMachine):
 def ledger_accrual(earn, now):
     from loyalty.services.receipts import AccrualInput
 
-    return AccrualInput(amount=Decimal(earn), activates_at=now + dt.timedelta(days=earn % 3 * 7),
-                        expires_at=now + dt.timedelta(days=90))
+    return AccrualInput(
+        amount=Decimal(earn),
+        activates_at=now + dt.timedelta(days=earn % 3 * 7),
+        expires_at=now + dt.timedelta(days=90),
+    )
 
 
 LedgerMachine.TestCase.settings = settings(
-    max_examples=25, stateful_step_count=20, deadline=None,
+    max_examples=25,
+    stateful_step_count=20,
+    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
