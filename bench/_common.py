@@ -3,10 +3,7 @@
 
 import json
 import os
-import statistics
 import sys
-import time
-import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,4 +63,4 @@ def report(title: str, figures: dict, as_json: bool) -> None:
         print(f"{key:<{width}}  {shown:>12}")
 
 
-__all__ = ["percentile", "report", "setup_django", "statistics", "time", "tracemalloc"]
+__all__ = ["percentile", "report", "setup_django"]

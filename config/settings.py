@@ -205,6 +205,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ContactStatusEnum": "loyalty.models.ContactStatus",
+        "CardKindEnum": "loyalty.models.CardKind",
+        "EntryKindEnum": "loyalty.models.EntryKind",
+    },
 }
 
 # --- the loyalty program --------------------------------------------------------------

@@ -9,6 +9,7 @@ every ledger invariant.
 """
 
 import datetime as dt
+import itertools
 import random
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,6 @@ from django.utils import timezone
 from loyalty import roles
 from loyalty.models import (
     Card,
-    CardState,
     Consent,
     ContactChannel,
     ContactStatus,
@@ -472,7 +472,14 @@ def members_generate(plan: MemberPlan, statuses: list[int]) -> Iterator[tuple]:
     rng = random.Random(plan.seed)
     now = plan.now or timezone.now()
     city_names = [c for c, _ in CITIES]
-    city_weights = [w for _, w in CITIES]
+    city_cum = list(itertools.accumulate(w for _, w in CITIES))
+    reg_channels = [
+        RegistrationChannel.POINT_OF_SALE,
+        RegistrationChannel.MOBILE_APP,
+        RegistrationChannel.PERSONAL_ACCOUNT,
+        RegistrationChannel.ONLINE_STORE,
+    ]
+    reg_cum = [50, 75, 90, 100]
     zones = {c: city_time_zone(c) for c in city_names}
     operators: dict[str, tuple[str, str]] = {}
     two_years = 730 * 86400
@@ -518,7 +525,7 @@ def members_generate(plan: MemberPlan, statuses: list[int]) -> Iterator[tuple]:
                 )
         else:
             email, email_raw, email_status = "", "", ContactStatus.MISSING
-        city = rng.choices(city_names, city_weights)[0]
+        city = rng.choices(city_names, cum_weights=city_cum)[0]
         registered = now - dt.timedelta(seconds=rng.randrange(two_years))
         birth = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(56 * 365))
         children = (
@@ -533,15 +540,7 @@ def members_generate(plan: MemberPlan, statuses: list[int]) -> Iterator[tuple]:
         )
         pets = [rng.choice(["cat", "dog", "fish", "parrot"])] if rng.random() < 0.3 else []
         custom = {"has_car": rng.random() < 0.5} if rng.random() < 0.6 else {}
-        channel = rng.choices(
-            [
-                RegistrationChannel.POINT_OF_SALE,
-                RegistrationChannel.MOBILE_APP,
-                RegistrationChannel.PERSONAL_ACCOUNT,
-                RegistrationChannel.ONLINE_STORE,
-            ],
-            [50, 25, 15, 10],
-        )[0]
+        channel = rng.choices(reg_channels, cum_weights=reg_cum)[0]
         state = MemberState.ACTIVATED if rng.random() < 0.9 else MemberState.REGISTERED
         referrer = (
             rng.randrange(plan.start_id, member_id)
@@ -585,30 +584,68 @@ def members_generate(plan: MemberPlan, statuses: list[int]) -> Iterator[tuple]:
 
 
 def card_number_for(member_id: int) -> str:
+    """The demo card number of a member: prefix, zero-padded id, Luhn digit."""
     cfg = settings.LOYALTY
     body_len = cfg["CARD_NUMBER_LENGTH"] - len(cfg["CARD_NUMBER_PREFIX"]) - 1
     body = cfg["CARD_NUMBER_PREFIX"] + f"{member_id:0{body_len}d}"[-body_len:]
     return body + luhn_check_digit(body)
 
 
-def _copy_rows(table: str, columns: list[str], rows: Iterable[tuple]) -> int:
+def card_number_sql(column: str) -> str:
+    """``card_number_for`` as a portable SQL expression over an integer column, so cards
+    are made with one ``INSERT ... SELECT`` (``%`` doubled: the statement has parameters)."""
+    cfg = settings.LOYALTY
+    prefix = cfg["CARD_NUMBER_PREFIX"]
+    body_len = cfg["CARD_NUMBER_LENGTH"] - len(prefix) - 1
+    digits = [int(c) for c in prefix]
+    # Digit k of the id from the right: (id / 10^k) % 10; the body is prefix + id digits.
+    terms = []
+    body = [("const", d) for d in digits] + [("id", k) for k in range(body_len - 1, -1, -1)]
+    for i, (kind, value) in enumerate(reversed(body)):
+        doubled = i % 2 == 0
+        if kind == "const":
+            d = value * 2 if doubled else value
+            terms.append(str(d - 9 if d > 9 else d))
+        else:
+            digit = f"(({column} / {10**value}) %% 10)"
+            terms.append(
+                f"(CASE WHEN {digit} * 2 > 9 THEN {digit} * 2 - 9 ELSE {digit} * 2 END)" if doubled else digit
+            )
+    check = f"((10 - ({' + '.join(terms)}) %% 10) %% 10)"
+    padded = f"SUBSTR('{'0' * body_len}' || CAST({column} AS TEXT), -{body_len})"
+    if connection.vendor == "postgresql":
+        padded = f"RIGHT(LPAD({column}::text, {body_len}, '0'), {body_len})"
+    return f"'{prefix}' || {padded} || CAST({check} AS TEXT)"
+
+
+def _copy_rows(table: str, columns: list[str], rows: Iterable[tuple], json_columns: set[int]) -> int:
     """PostgreSQL COPY through psycopg 3; JSON columns are passed as text."""
     import json
 
     n = 0
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+    dumps = json.dumps
     with connection.cursor() as cur, cur.cursor.copy(sql) as copy:
-        for row in rows:
-            copy.write_row(
-                [json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v for v in row]
-            )
-            n += 1
+        write = copy.write_row
+        if json_columns:
+            for row in rows:
+                row = list(row)
+                for i in json_columns:
+                    row[i] = dumps(row[i], ensure_ascii=False)
+                write(row)
+                n += 1
+        else:
+            for row in rows:
+                write(row)
+                n += 1
     return n
 
 
 def _insert_rows(model, columns: list[str], rows: Iterable[tuple], batch: int = 2000) -> int:
     if connection.vendor == "postgresql":
-        return _copy_rows(model._meta.db_table, [model._meta.get_field(c).column for c in columns], rows)
+        fields = [model._meta.get_field(c) for c in columns]
+        json_columns = {i for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"}
+        return _copy_rows(model._meta.db_table, [f.column for f in fields], rows, json_columns)
     n, buf = 0, []
     for row in rows:
         buf.append(model(**dict(zip(columns, row, strict=True))))
@@ -637,27 +674,44 @@ def _reset_sequences(*models) -> None:
 def members_load(plan: MemberPlan) -> int:
     """Load ``plan.count`` members with their cards and consents, set-wise."""
     statuses = list(Status.objects.values_list("pk", flat=True))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            # Check foreign keys row by row while copying instead of queueing millions of
+            # deferred checks for the commit.
+            cur.execute("SET CONSTRAINTS ALL IMMEDIATE")
     n = _insert_rows(Member, MEMBER_COLUMNS, members_generate(plan, statuses))
-    ids = range(plan.start_id, plan.start_id + plan.count)
-    rng = random.Random(plan.seed + 1)
-    now = plan.now or timezone.now()
-    card_rows = ((card_number_for(i), "physical", CardState.ACTIVATED, i, now, now, "") for i in ids)
-    _insert_rows(
-        Card, ["number", "kind", "state", "member_id", "issued_at", "activated_at", "block_reason"], card_rows
-    )
-
-    def consents():
-        for i in ids:
-            for channel, p in (
-                (ContactChannel.SMS, 0.8),
-                (ContactChannel.EMAIL, 0.6),
-                (ContactChannel.PUSH, 0.4),
-                (ContactChannel.VIBER, 0.3),
-            ):
-                if rng.random() < 0.85:
-                    yield (i, channel, rng.random() < p, now, "registration")
-
-    _insert_rows(Consent, ["member_id", "channel", "granted", "changed_at", "source"], consents())
+    lo, hi = plan.start_id, plan.start_id + plan.count - 1
+    at = connection.ops.adapt_datetimefield_value(plan.now or timezone.now())
+    with connection.cursor() as cur:
+        # One activated card per member, numbered from the member id (INSERT ... SELECT).
+        cur.execute(
+            f"INSERT INTO {Card._meta.db_table} (number, kind, state, member_id, issued_at, activated_at, "
+            f"block_reason) SELECT {card_number_sql('id')}, 'physical', 'activated', id, %s, %s, '' "
+            f"FROM {Member._meta.db_table} WHERE id BETWEEN %s AND %s",
+            [at, at, lo, hi],
+        )
+        # Consents: SMS and email are asked at registration, push and Viber of app users
+        # only; a deterministic hash of the member id and the seed decides each answer.
+        channels = [
+            (ContactChannel.SMS, "registration", 100, 80),
+            (ContactChannel.EMAIL, "registration", 100, 60),
+            (ContactChannel.PUSH, "mobile_app", 25, 70),
+            (ContactChannel.VIBER, "mobile_app", 25, 40),
+        ]
+        selects, params = [], []
+        for n_channel, (channel, source, asked, granted) in enumerate(channels, start=1):
+            ask = f"((id * 2654435761 + {plan.seed}) %% 100) < {asked}"
+            grant = f"((id * {7919 + 104 * n_channel} + {plan.seed * 31}) %% 100) < {granted}"
+            selects.append(
+                f"SELECT id, %s, {grant}, %s, %s FROM {Member._meta.db_table} "
+                f"WHERE id BETWEEN %s AND %s AND {ask}"
+            )
+            params += [channel, at, source, lo, hi]
+        cur.execute(
+            f"INSERT INTO {Consent._meta.db_table} (member_id, channel, granted, changed_at, source) "
+            + " UNION ALL ".join(selects),
+            params,
+        )
     _reset_sequences(Member, Card, Consent)
     return n
 

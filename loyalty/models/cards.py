@@ -39,6 +39,7 @@ class Card(models.Model):
         blank=True,
         related_name="+",
         verbose_name=_("issued at point of sale"),
+        db_index=False,
     )
     activated_at = models.DateTimeField(_("activated at"), null=True, blank=True)
     blocked_at = models.DateTimeField(_("blocked at"), null=True, blank=True)

@@ -163,8 +163,15 @@ class Member(models.Model):
         _("state"), max_length=16, choices=MemberState.choices, default=MemberState.CLIENT
     )
     blocked_reason = models.CharField(_("blocking reason"), max_length=255, blank=True, default="")
+    # No index: a handful of statuses over millions of members; segments scan anyway.
     status = models.ForeignKey(
-        Status, models.PROTECT, null=True, blank=True, related_name="members", verbose_name=_("status")
+        Status,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="members",
+        verbose_name=_("status"),
+        db_index=False,
     )
     referral_code = models.CharField(_("referral code"), max_length=16, unique=True)
     referrer = models.ForeignKey(
@@ -190,7 +197,6 @@ class Member(models.Model):
         indexes = [
             models.Index(fields=["email"], name="member_email_idx"),
             models.Index(fields=["last_name", "first_name"], name="member_name_idx"),
-            models.Index(fields=["birth_date"], name="member_birth_idx"),
         ]
         permissions = [("adjust_bonuses", _("Can adjust bonus balances by hand"))]
 
@@ -230,7 +236,8 @@ class StatusChange(models.Model):
 class Consent(models.Model):
     """The member's current consent on one channel; ``ConsentChange`` keeps the history."""
 
-    member = models.ForeignKey(Member, models.CASCADE, related_name="consents")
+    # (member, channel) is unique: that index serves lookups by member.
+    member = models.ForeignKey(Member, models.CASCADE, related_name="consents", db_index=False)
     channel = models.CharField(_("channel"), max_length=8, choices=ContactChannel.choices)
     granted = models.BooleanField(_("granted"))
     changed_at = models.DateTimeField(_("changed at"), default=timezone.now)

@@ -113,3 +113,17 @@ def test_a_real_celery_worker_runs_the_nightly_tasks(account, settings, tmp_path
                 break
             time.sleep(0.2)
     assert account.available == 42 and account.pending == 0
+
+
+@pytest.mark.parametrize("member_id", [1, 7, 42, 123456, 5_000_001])
+def test_demo_card_numbers_in_sql_match_the_python_reference(db, member_id):
+    from django.db import connection
+
+    from loyalty.demo import card_number_for, card_number_sql
+    from loyalty.services.cards import card_number_valid
+
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT {card_number_sql('x')} FROM (SELECT %s AS x) t", [member_id])
+        number = cur.fetchone()[0]
+    assert number == card_number_for(member_id)
+    assert card_number_valid(number)
