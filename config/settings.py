@@ -95,11 +95,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    # Server-side binding lets PostgreSQL prepare the hot statements (ledger, POS) once
-    # instead of parsing and planning them on every request.
-    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = env.bool(
-        "DATABASE_SERVER_SIDE_BINDING", default=True
-    )
+    # Server-side binding with prepared statements: PostgreSQL parses and plans the hot
+    # statements (ledger, POS) once per connection instead of on every request. Set
+    # DATABASE_PREPARE_THRESHOLD to an empty value behind a transaction-pooling proxy.
+    _options = DATABASES["default"].setdefault("OPTIONS", {})
+    _options["server_side_binding"] = True
+    _threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+    _options["prepare_threshold"] = int(_threshold) if _threshold else None
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str(
         "TEST_DATABASE_NAME", default="test_loyalty"
     )
