@@ -18,7 +18,11 @@ def test_production_settings_pass_the_deploy_check(tmp_path):
     # when
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     # then
     assert result.returncode == 0, result.stdout + result.stderr

@@ -27,8 +27,10 @@ from loyalty.services.errors import DomainError
 from loyalty.services.members import (
     consent_set,
     custom_fields_clean,
+    member_block,
     member_create,
     member_set_status,
+    member_unblock,
     member_update,
 )
 
@@ -203,6 +205,26 @@ class MemberAdmin(CsvExportMixin, admin.ModelAdmin):
             },
         ),
     )
+
+    actions = ["export_csv", "block_members", "unblock_members"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # Blocking goes through its action (reason, event); the state is shown, not edited.
+        return (*self.readonly_fields, "state", "blocked_reason") if obj else self.readonly_fields
+
+    @admin.action(description=_("Block selected members"), permissions=["change"])
+    def block_members(self, request, queryset):
+        reason = gettext("Blocked in the back office by %(user)s") % {"user": request.user}
+        for member in queryset:
+            member_block(member=member, reason=reason)
+        self.message_user(request, gettext("%(count)d member(s) blocked.") % {"count": queryset.count()})
+
+    @admin.action(description=_("Unblock selected members"), permissions=["change"])
+    def unblock_members(self, request, queryset):
+        reason = gettext("Unblocked in the back office by %(user)s") % {"user": request.user}
+        for member in queryset:
+            member_unblock(member=member, reason=reason)
+        self.message_user(request, gettext("%(count)d member(s) unblocked.") % {"count": queryset.count()})
 
     @admin.display(description=_("name"), ordering="last_name")
     def full_name(self, obj: Member) -> str:

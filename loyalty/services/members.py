@@ -117,8 +117,41 @@ def _coerce(field: CustomField, value: Any) -> Any:
             return str(value)
 
 
+def family_clean(member: Member) -> None:
+    """Children are ``{name, birth_date, gender}`` objects, pets a list of kinds."""
+    errors = {}
+    children = member.children if member.children is not None else []
+    if not isinstance(children, list) or not all(isinstance(c, dict) for c in children):
+        errors["children"] = _("Children must be a list of objects with name, birth_date and gender.")
+    else:
+        for i, child in enumerate(children):
+            unknown = set(child) - {"name", "birth_date", "gender"}
+            if unknown:
+                errors["children"] = _("Child %(n)s has unknown fields: %(fields)s") % {
+                    "n": i + 1,
+                    "fields": ", ".join(sorted(unknown)),
+                }
+            elif child.get("birth_date"):
+                try:
+                    dt.date.fromisoformat(str(child["birth_date"]))
+                except ValueError:
+                    errors["children"] = _("Child %(n)s: %(value)s is not a date (YYYY-MM-DD).") % {
+                        "n": i + 1,
+                        "value": child["birth_date"],
+                    }
+    pets = member.pets if member.pets is not None else []
+    if not isinstance(pets, list) or not all(isinstance(p, str) and p.strip() for p in pets):
+        errors["pets"] = _('Pets must be a list of words, e.g. ["cat", "dog"].')
+    if errors:
+        raise ValidationError(errors)
+
+
 def _profile_check(member: Member, data: ContactData) -> None:
-    errors = data.errors()
+    errors: dict = data.errors()
+    try:
+        family_clean(member)
+    except ValidationError as exc:
+        errors.update(exc.message_dict)
     if data.phone and Member.objects.filter(phone=data.phone).exclude(pk=member.pk).exists():
         errors["phone"] = _("This phone number belongs to another member.")
     if errors:

@@ -153,3 +153,13 @@ def test_contact_quality_page(admin_client, anna):
     page = admin_client.get(reverse("admin:loyalty_member_quality"))
     assert page.status_code == 200
     assert page.context["rows"][0]["valid_phone"] == 1
+
+
+def test_blocking_from_the_list_records_the_reason_and_event(admin_client, anna):
+    admin_client.post(
+        reverse("admin:loyalty_member_changelist"),
+        {"action": "block_members", "_selected_action": [anna.pk]},
+    )
+    anna.refresh_from_db()
+    assert anna.state == "blocked" and "admin" in anna.blocked_reason
+    assert anna.events.filter(event_type="member_blocked").exists()

@@ -105,3 +105,15 @@ def test_binding_a_new_phone_records_the_event(db):
     # then
     assert member.events.filter(event_type="phone_bound").count() == 1
     assert member.phone == "+79167654321"
+
+
+def test_children_and_pets_are_validated(db):
+    with pytest.raises(ValidationError) as caught:
+        member_create(
+            first_name="Анна", phone="12", children=[{"name": "Маша", "birth_date": "2019-13-01"}], pets="cat"
+        )
+    assert set(caught.value.message_dict) == {"phone", "children", "pets"}
+    member = member_create(
+        first_name="Анна", children=[{"name": "Маша", "birth_date": "2019-03-01"}], pets=["cat"]
+    )
+    assert member.children[0]["name"] == "Маша"
