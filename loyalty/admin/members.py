@@ -25,6 +25,7 @@ from loyalty.services import ledger
 from loyalty.services.contacts import contacts_normalise
 from loyalty.services.errors import DomainError
 from loyalty.services.members import (
+    PROFILE_FIELDS,
     consent_set,
     custom_fields_clean,
     member_block,
@@ -35,26 +36,7 @@ from loyalty.services.members import (
 )
 
 CONSENT_FIELDS = {f"consent_{c.value}": c for c in ContactChannel}
-PROFILE_FORM_FIELDS = [
-    "external_id",
-    "last_name",
-    "first_name",
-    "middle_name",
-    "gender",
-    "birth_date",
-    "phone",
-    "email",
-    "postal_address",
-    "city",
-    "time_zone",
-    "language",
-    "children",
-    "pets",
-    "custom_fields",
-    "registered_at",
-    "registration_channel",
-    "referrer",
-]
+PROFILE_FORM_FIELDS = list(PROFILE_FIELDS)
 
 
 class MemberAdminForm(forms.ModelForm):

@@ -26,7 +26,8 @@ from loyalty.services.errors import DomainError
 from loyalty.services.events import event_record
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
-PROFILE_FIELDS = {
+# The profile fields member_create / member_update accept, in form order.
+PROFILE_FIELDS = (
     "external_id",
     "last_name",
     "first_name",
@@ -45,7 +46,7 @@ PROFILE_FIELDS = {
     "registration_channel",
     "language",
     "referrer",
-}
+)
 
 
 def referral_code_new() -> str:
