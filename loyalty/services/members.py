@@ -173,7 +173,7 @@ def member_create(
 ) -> Member:
     """Create a member. Invalid phone or email is refused with a field error; a phone
     already used by another member too."""
-    unknown = set(profile) - PROFILE_FIELDS
+    unknown = set(profile) - set(PROFILE_FIELDS)
     if unknown:
         raise TypeError(f"unknown profile fields: {sorted(unknown)}")
     data = contacts_normalise(phone=phone, email=email, city=city, postal_address=postal_address)
@@ -207,7 +207,7 @@ def member_create(
 def member_update(*, member: Member, channel: str = "back_office", **changes: Any) -> Member:
     """Change profile fields. Contacts are re-normalised; binding a new phone or email
     records ``phone_bound`` / ``email_bound``."""
-    unknown = set(changes) - PROFILE_FIELDS
+    unknown = set(changes) - set(PROFILE_FIELDS)
     if unknown:
         raise TypeError(f"unknown profile fields: {sorted(unknown)}")
     old_phone, old_email = member.phone, member.email
