@@ -33,6 +33,7 @@ class PhoneInfo:
 
 @dataclass(frozen=True)
 class ContactData:
+    city: str
     phone: str
     phone_raw: str
     phone_status: str
@@ -108,6 +109,29 @@ def email_parse(raw: str) -> str:
     return result.normalized.lower()
 
 
+_CITY_PARTICLES = {"на", "над", "под", "de", "on"}
+
+
+def city_normalise(text: str) -> str:
+    """One spelling per city: no "г." prefix, single spaces, each part capitalised
+    (``"г. санкт-петербург"`` → ``"Санкт-Петербург"``, ``"ростов-на-дону"`` →
+    ``"Ростов-на-Дону"``)."""
+    text = re.sub(r"^\s*(г\.|город)\s*", "", (text or "").strip(), flags=re.IGNORECASE)
+    text = re.sub(r"\s+", " ", text)
+
+    def word(part: str, first: bool) -> str:
+        return (
+            part.lower()
+            if (part.lower() in _CITY_PARTICLES and not first)
+            else part[:1].upper() + part[1:].lower()
+        )
+
+    return " ".join(
+        "-".join(word(p, i == 0 and j == 0) for j, p in enumerate(w.split("-")))
+        for i, w in enumerate(text.split(" "))
+    ).strip()
+
+
 def city_time_zone(*texts: str) -> str:
     """The zone of the first known city named in ``texts`` (a city field, an address)."""
     for text in texts:
@@ -155,6 +179,7 @@ def contacts_normalise(
         zone = city_time_zone(city, postal_address)
         zone_source = "city" if zone else ""
     return ContactData(
+        city=city_normalise(city),
         phone=e164,
         phone_raw=phone_raw,
         phone_status=phone_status,

@@ -172,7 +172,8 @@ def _parse_row(
     for field_name, message in contacts.errors().items():
         problems.append(RowProblem(line, f"{field_name}: {message}", kept=True))
     member = Member(
-        **{f: row.get(f, "") for f in PROFILE},
+        **{f: row.get(f, "") for f in PROFILE if f != "city"},
+        city=contacts.city,
         gender=gender,
         birth_date=birth_date,
         registration_channel=channel,

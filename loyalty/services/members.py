@@ -55,6 +55,7 @@ def referral_code_new() -> str:
 
 def contacts_apply(member: Member, data: ContactData, *, keep_manual_zone: bool = True) -> None:
     """Copy normalised contact data onto ``member`` (not saved)."""
+    member.city = data.city
     member.phone, member.phone_raw = data.phone, data.phone_raw
     member.phone_status, member.phone_operator = data.phone_status, data.phone_operator
     member.phone_region = data.phone_region

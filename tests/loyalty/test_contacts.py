@@ -117,3 +117,18 @@ def test_children_and_pets_are_validated(db):
         first_name="Анна", children=[{"name": "Маша", "birth_date": "2019-03-01"}], pets=["cat"]
     )
     assert member.children[0]["name"] == "Маша"
+
+
+@pytest.mark.parametrize(
+    ("written", "stored"),
+    [
+        ("москва", "Москва"),
+        ("г. санкт-петербург", "Санкт-Петербург"),
+        ("  ростов-на-дону ", "Ростов-на-Дону"),
+        ("нижний   новгород", "Нижний Новгород"),
+    ],
+)
+def test_city_is_stored_in_one_spelling(written, stored):
+    from loyalty.services.contacts import city_normalise
+
+    assert city_normalise(written) == stored

@@ -1,0 +1,114 @@
+import datetime as dt
+
+import pytest
+
+from loyalty.models import Member, MemberEvent
+from segments.models import (
+    AudienceMember,
+    MemberRFM,
+    RFMChange,
+    RFMMonthly,
+    RFMSettings,
+    Segment,
+    TargetAudience,
+)
+from segments.services import (
+    audience_fill_from_segment,
+    audience_import,
+    rfm_recompute,
+    segment_count,
+    segment_materialise,
+    segment_members,
+)
+from tests.segments.conftest import NOW
+
+WOMEN = {"metric": "gender", "operator": "in", "value": ["female"]}
+
+
+def test_live_count_and_one_query(world, django_assert_num_queries):
+    rule = {"op": "and", "items": [WOMEN, {"metric": "purchase_count", "operator": "gte", "value": 1}]}
+    with django_assert_num_queries(1):
+        assert segment_count(rule, use_cache=False) == 2
+
+
+def test_materialise_diffs_against_the_previous_snapshot(world):
+    # given a segment of women, materialised
+    segment = Segment.objects.create(name="Women", rule=WOMEN)
+    first = segment_materialise(segment)
+    assert (first.members, first.added, first.removed) == (2, 2, 0)
+    # when vera leaves and boris joins
+    Member.objects.filter(first_name="vera").update(gender="male")
+    Member.objects.filter(first_name="boris").update(gender="female")
+    second = segment_materialise(segment)
+    # then
+    assert (second.members, second.added, second.removed) == (2, 1, 1)
+    segment.refresh_from_db()
+    assert set(segment_members(segment).values_list("first_name", flat=True)) == {"anna", "boris"}
+    assert segment.counts.count() == 2
+
+
+def test_rfm_recompute_scores_names_and_records_moves(world):
+    result = rfm_recompute(now=NOW)
+    assert result.scored == 3  # gleb never bought
+    segments = dict(MemberRFM.objects.values_list("member__first_name", "segment"))
+    assert segments == {"anna": "champions", "boris": "need_attention", "vera": "lost"}
+    anna = MemberRFM.objects.get(member__first_name="anna")
+    assert (anna.r, anna.f, anna.m, anna.frequency, anna.recency_days) == (5, 5, 3, 3, 3)
+    assert RFMChange.objects.count() == 3
+    assert MemberEvent.objects.filter(event_type="rfm_segment_changed").count() == 3
+    # a year later nobody bought: everyone drops out, and the moves are recorded
+    later = rfm_recompute(now=NOW + dt.timedelta(days=400))
+    assert later.scored == 0 and later.changed == 3
+    event = MemberEvent.objects.filter(event_type="rfm_segment_changed", member__first_name="anna").first()
+    assert event.payload == {"from": "champions", "to": ""}
+    assert RFMMonthly.objects.filter(segment="champions").exists()
+
+
+def test_rfm_thresholds_set_by_the_marketer(world):
+    RFMSettings.objects.create(
+        method="thresholds",
+        recency_days=[7, 30, 90, 180],
+        frequency=[1, 2, 3, 5],
+        monetary=[100, 500, 1000, 3000],
+    )
+    rfm_recompute(now=NOW)
+    scores = {m.member.first_name: (m.r, m.f, m.m) for m in MemberRFM.objects.select_related("member")}
+    # anna: 3 days, 3 receipts, 1800; boris: 13 days, 1 receipt, 200; vera: 161 days, 1 receipt, 4000
+    assert scores == {"anna": (5, 4, 4), "boris": (4, 2, 2), "vera": (2, 2, 5)}
+
+
+def test_upload_segment_to_audience(world):
+    segment = Segment.objects.create(name="Women", rule=WOMEN)
+    segment_materialise(segment)
+    audience = TargetAudience.objects.create(name="Women from segment")
+    assert audience_fill_from_segment(audience, segment) == 2
+    assert audience_fill_from_segment(audience, segment) == 0  # nobody twice
+    audience.refresh_from_db()
+    assert audience.member_count == 2
+
+
+def test_audience_import_reports_unmatched_and_ambiguous(world):
+    anna, boris = Member.objects.get(first_name="anna"), Member.objects.get(first_name="boris")
+    anna.external_id = "boris@example.ru"  # an external id that looks like someone else's email
+    anna.save()
+    boris.email = "boris@example.ru"
+    boris.save()
+    audience = TargetAudience.objects.create(name="Imported")
+    report = audience_import(
+        audience,
+        ["8 (916) 000-00-01", "vera@example.ru", "+7 999 999 99 99", "boris@example.ru", "", "nobody"],
+    )
+    assert report.added == 2
+    assert report.unmatched == [(3, "+7 999 999 99 99"), (6, "nobody")]
+    assert report.ambiguous == [(4, "boris@example.ru")]
+    names = set(AudienceMember.objects.filter(audience=audience).values_list("member__first_name", flat=True))
+    assert names == {"anna", "vera"}
+    again = audience_import(audience, ["+79160000001"])
+    assert (again.added, again.already) == (0, 1)
+
+
+@pytest.mark.parametrize("cached", [True])
+def test_count_is_cached_briefly(world, cached, django_assert_num_queries):
+    segment_count(WOMEN)
+    with django_assert_num_queries(0):
+        assert segment_count(WOMEN) == 2
