@@ -37,9 +37,14 @@ class Segment(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from segments.rules import rule_validate
+        from django.core.exceptions import ValidationError
 
-        rule_validate(self.rule)
+        from segments.rules import RuleError, rule_validate
+
+        try:
+            self.rule = rule_validate(self.rule)
+        except RuleError as exc:
+            raise ValidationError({"rule": str(exc)}) from exc
 
 
 class SegmentMember(models.Model):
