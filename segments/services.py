@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -399,6 +399,8 @@ def audience_import(
 
 def member_segments(member: Member) -> list[Segment]:
     """Segments whose current snapshot holds the member."""
-    rows = SegmentMember.objects.filter(member=member).values_list("segment_id", "generation")
-    ids = [sid for sid, gen in rows]
-    return [s for s in Segment.objects.filter(pk__in=ids) if (s.pk, s.generation) in set(rows)]
+    current = Segment.objects.filter(
+        pk=OuterRef("segment_id"), generation=OuterRef("generation"), refreshed_at__isnull=False
+    )
+    rows = SegmentMember.objects.filter(member=member).filter(Exists(current)).values("segment_id")
+    return list(Segment.objects.filter(pk__in=rows).order_by("name"))

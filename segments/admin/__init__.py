@@ -16,7 +16,6 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.http import require_POST
 
 from loyalty.admin.mixins import CsvExportMixin
 from loyalty.models import Member
@@ -319,9 +318,8 @@ class RFMSettingsAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, self.change_list_template, context)
 
-    @require_POST
     def recompute_view(self, request):
-        if not self.has_change_permission(request):
+        if not self.has_change_permission(request) or request.method != "POST":
             raise PermissionDenied
         result = services.rfm_recompute()
         self.message_user(
