@@ -38,15 +38,23 @@ def test_preview_counts_and_explains_or_names_the_error(admin_client, world):
     url = reverse("admin:segments_segment_preview")
     ok = admin_client.post(url, json.dumps({"rule": WOMEN}), content_type="application/json").json()
     assert ok == {"count": 2, "words": "Gender is one of Female"}
-    bad = admin_client.post(url, json.dumps({"rule": {"metric": "age", "operator": "gte", "value": "x"}}),
-                            content_type="application/json")
+    bad = admin_client.post(
+        url,
+        json.dumps({"rule": {"metric": "age", "operator": "gte", "value": "x"}}),
+        content_type="application/json",
+    )
     assert bad.status_code == 400 and "'x' is not a number" in bad.json()["error"]
 
 
 def test_saving_an_invalid_rule_shows_the_error(admin_client, db):
-    page = admin_client.post(reverse("admin:segments_segment_add"), {
-        "name": "Broken", "auto_refresh": "on", "rule": json.dumps({"metric": "nope", "operator": "eq", "value": 1}),
-    })
+    page = admin_client.post(
+        reverse("admin:segments_segment_add"),
+        {
+            "name": "Broken",
+            "auto_refresh": "on",
+            "rule": json.dumps({"metric": "nope", "operator": "eq", "value": 1}),
+        },
+    )
     assert page.status_code == 200 and "unknown metric" in page.content.decode()
     assert not Segment.objects.exists()
 
@@ -55,8 +63,10 @@ def test_audience_import_page_reports_lines(admin_client, world):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     audience = TargetAudience.objects.create(name="Imported")
-    upload = SimpleUploadedFile("a.csv", "8 916 000 00 01\nnobody@example.ru\n".encode())
-    page = admin_client.post(reverse("admin:segments_targetaudience_import", args=[audience.pk]), {"file": upload})
+    upload = SimpleUploadedFile("a.csv", b"8 916 000 00 01\nnobody@example.ru\n")
+    page = admin_client.post(
+        reverse("admin:segments_targetaudience_import", args=[audience.pk]), {"file": upload}
+    )
     text = page.content.decode()
     assert "Added 1" in text and "nobody@example.ru" in text
     export = admin_client.get(reverse("admin:segments_targetaudience_export", args=[audience.pk]))
