@@ -174,9 +174,10 @@ def _score_sql(column: str, cutoffs: list, *, higher_is_better: bool) -> str:
 
 def _quantile_sql(column: str) -> str:
     """Fifths by rank: the lowest value scores 1, the highest 5; equal values score the
-    same (NTILE would split them), so the many one-receipt buyers all score 1."""
-    rank = f"PERCENT_RANK() OVER (ORDER BY {column})"
-    return f"(CASE WHEN {rank} >= 1 THEN 5 ELSE 1 + CAST({rank} * 5 AS INTEGER) END)"
+    same (NTILE would split them), so the many one-receipt buyers all score 1. Integer
+    arithmetic only, so SQLite and PostgreSQL agree (their casts round differently)."""
+    rank, n = f"RANK() OVER (ORDER BY {column})", "COUNT(*) OVER ()"
+    return f"(CASE WHEN {rank} = {n} THEN 5 ELSE 1 + (5 * ({rank} - 1)) / ({n} - 1) END)"
 
 
 @dataclass
@@ -190,7 +191,7 @@ class RFMResult:
 @transaction.atomic
 def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
     """Score every member who bought in the window, in SQL: per-member recency,
-    frequency and monetary value from the receipts, scores by quantiles (PERCENT_RANK) or the
+    frequency and monetary value from the receipts, scores by rank fifths or the
     marketer's cut-offs, the named segment from the R×F map. Moves between segments are
     written to the change history and the member event journal."""
     started = time.perf_counter()

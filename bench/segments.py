@@ -1,0 +1,168 @@
+"""Segments at scale on PostgreSQL: count, materialise, RFM.
+
+    python bench/segments.py [--members 1000000] [--receipts-per-member 10] [--json] [--database-url URL]
+
+Generates the members (COPY) and a year of receipts with one line each, events and bonus
+balances (``INSERT ... SELECT`` over ``generate_series``, deterministic), then measures:
+the live count of a six-condition segment (profile + purchase aggregate + product group
++ event + bonus balance + RFM), its materialisation into a snapshot, and the RFM
+recompute. Prints the count's query plan summary. Data is kept between runs of the same
+size (``--regenerate`` to rebuild).
+"""
+
+import argparse
+import time
+
+from _common import report, setup_django
+
+SEGMENT = {
+    "op": "and",
+    "items": [
+        {"metric": "gender", "operator": "in", "value": ["female"]},
+        {"metric": "age", "operator": "between", "value": [25, 45]},
+        {"metric": "purchase_count", "operator": "gte", "value": 2, "params": {"period": {"last_days": 90}}},
+        {"metric": "bought_product_group", "operator": "in", "value": ["coffee-tea"],
+         "params": {"period": {"last_days": 30}}},
+        {"metric": "event_count", "operator": "gte", "value": 1, "params": {"event_type": "app_installed"}},
+        {"metric": "bonus_balance", "operator": "gte", "value": 100},
+        {"metric": "rfm_segment", "operator": "in", "value": ["champions", "loyal", "potential_loyalists"]},
+    ],
+}
+
+
+def generate(members: int, per_member: int) -> None:
+    from django.db import connection
+
+    from loyalty import demo
+    from loyalty.models import Product
+
+    demo.program_setup()
+    with connection.cursor() as cur:
+        cur.execute(
+            "TRUNCATE loyalty_member, loyalty_card, loyalty_consent, loyalty_consentchange, loyalty_memberevent, "
+            "loyalty_bonusaccount, loyalty_bonusoperation, loyalty_bonuslot, loyalty_ledgerentry, "
+            "loyalty_lotremainder, loyalty_receipt, loyalty_receiptline, loyalty_receiptpayment, "
+            "loyalty_statuschange, loyalty_member_preferred_categories, segments_memberrfm, segments_rfmchange, "
+            "segments_segmentmember, segments_audiencemember CASCADE"
+        )
+    t0 = time.perf_counter()
+    demo.members_load(demo.MemberPlan(count=members, seed=11, start_id=1))
+    print(f"members: {time.perf_counter() - t0:.1f} s", flush=True)
+    products = list(Product.objects.order_by("pk").values_list("pk", "price"))
+    product_ids = "ARRAY[" + ",".join(str(p) for p, _ in products) + "]"
+    prices = "ARRAY[" + ",".join(str(price) for _, price in products) + "]::numeric[]"
+    with connection.cursor() as cur:
+        cur.execute("SELECT array_agg(id ORDER BY id) FROM loyalty_pointofsale")
+        pos = cur.fetchone()[0]
+        n = members * per_member
+        t0 = time.perf_counter()
+        # Receipts over the last year, spread over members with a skew (some buy often).
+        cur.execute(
+            f"""
+            INSERT INTO loyalty_receipt (id, point_of_sale_id, external_id, kind, member_id, state, purchased_at,
+                confirmed_at, amount, discount, total, bonus_paid, bonus_accrued, created_at)
+            SELECT g, (ARRAY{pos})[1 + (g * 31) % {len(pos)}], 'B' || g, 'sale',
+                   1 + ((g * 2654435761) % {members} * (g % 3 + 1) / 3) % {members}, 'confirmed',
+                   now() - ((g * 7919) % 525600) * interval '1 minute',
+                   now() - ((g * 7919) % 525600) * interval '1 minute',
+                   p.price * q, 0, p.price * q, 0, 0, now()
+            FROM generate_series(1::bigint, {n}) g,
+                 LATERAL (SELECT ({prices})[1 + (g * 13) % {len(products)}] AS price) p,
+                 LATERAL (SELECT 1 + g % 3 AS q) qty
+            """
+        )
+        cur.execute(
+            f"""
+            INSERT INTO loyalty_receiptline (receipt_id, position, product_id, sku, name, quantity, price, amount,
+                discount)
+            SELECT g, 1, ({product_ids})[1 + (g * 13) % {len(products)}], '', '', 1 + g % 3, 0, 0, 0
+            FROM generate_series(1::bigint, {n}) g
+            """
+        )
+        cur.execute("SELECT setval(pg_get_serial_sequence('loyalty_receipt', 'id'), %s)", [n])
+        print(f"receipts and lines: {time.perf_counter() - t0:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        cur.execute(
+            f"""
+            INSERT INTO loyalty_memberevent (event_type, member_id, occurred_at, channel, payload, created_at)
+            SELECT 'app_installed', id, now() - (id % 300) * interval '1 day', 'mobile_app', '{{}}', now()
+            FROM loyalty_member WHERE id % 5 = 0
+            """
+        )
+        cur.execute(
+            """
+            INSERT INTO loyalty_bonusaccount (member_id, currency_id, available, pending, created_at)
+            SELECT id, (SELECT id FROM loyalty_currency WHERE is_default), (id * 7919) % 1000, 0, now()
+            FROM loyalty_member
+            """
+        )
+        print(f"events and balances: {time.perf_counter() - t0:.1f} s", flush=True)
+        t0 = time.perf_counter()
+        cur.execute("VACUUM ANALYZE")
+        print(f"vacuum analyze: {time.perf_counter() - t0:.1f} s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--receipts-per-member", type=int, default=10)
+    parser.add_argument("--regenerate", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    setup_django(args.database_url or "postgres://postgres@127.0.0.1:5432/loyalty_bench_segments")
+
+    from django.db import connection
+
+    from loyalty.models import Member, Receipt
+    from segments.models import Segment
+    from segments.services import rfm_recompute, segment_materialise, segment_queryset
+
+    if args.regenerate or Member.objects.count() != args.members or not Receipt.objects.exists():
+        generate(args.members, args.receipts_per_member)
+    receipts = Receipt.objects.count()
+
+    t0 = time.perf_counter()
+    rfm = rfm_recompute()
+    rfm_s = time.perf_counter() - t0
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE segments_memberrfm")
+
+    queryset = segment_queryset(SEGMENT)
+    queryset.count()  # warm the cache the way a marketer's second look would
+    t0 = time.perf_counter()
+    count = queryset.count()
+    count_s = time.perf_counter() - t0
+    sql, params = queryset.values("pk").query.sql_with_params()
+    with connection.cursor() as cur:
+        cur.execute(f"EXPLAIN (ANALYZE, TIMING OFF) SELECT COUNT(*) FROM ({sql}) s", params)
+        plan = [row[0] for row in cur.fetchall()]
+
+    segment, _ = Segment.objects.update_or_create(name="bench: six conditions", defaults={"rule": SEGMENT})
+    t0 = time.perf_counter()
+    snapshot = segment_materialise(segment)
+    materialise_s = time.perf_counter() - t0
+
+    if not args.json:
+        print("Query plan of the count (summary):")
+        for line in plan:
+            if any(k in line for k in ("Join", "Scan", "Aggregate", "Execution", "Planning", "Workers")):
+                print("  " + line.strip()[:140])
+    report(
+        f"Segments on {connection.vendor}: {args.members:,} members, {receipts:,} receipts",
+        {
+            "members": args.members,
+            "receipts": receipts,
+            "segment_members": count,
+            "count_s": round(count_s, 3),
+            "materialise_s": round(materialise_s, 3),
+            "snapshot_members": snapshot.members,
+            "rfm_s": round(rfm_s, 3),
+            "rfm_scored": rfm.scored,
+        },
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
