@@ -41,6 +41,7 @@ format: install
 bench: install
 	$(PY) bench/ledger.py
 	$(PY) bench/seed.py
+	$(PY) bench/segments.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -237,39 +237,35 @@ def _write(plan: Plan) -> BonusOperation | None:
 
 
 def _write_result(plan: Plan, op_id: int) -> BonusOperation:
-    return BonusOperation(
-        pk=op_id,
-        kind=plan.kind,
-        account_id=plan.account_id,
-        idempotency_key=plan.key,
-        amount=plan.amount,
-        source_type=plan.source.type,
-        source_id=plan.source.id,
-        source_label=plan.source.label,
-        receipt=plan.source.receipt,
-        operator=plan.source.operator,
-        reason=plan.source.reason,
-        created_at=plan.at,
-    )
+    return BonusOperation(pk=op_id, **_operation_fields(plan))
+
+
+def _operation_fields(plan: Plan) -> dict:
+    source = plan.source
+    return {
+        "kind": plan.kind,
+        "account_id": plan.account_id,
+        "idempotency_key": plan.key or None,
+        "amount": plan.amount,
+        "source_type": source.type,
+        "source_id": source.id,
+        "source_label": source.label,
+        "receipt": source.receipt,
+        "operator": source.operator,
+        "reason": source.reason,
+        "created_at": plan.at,
+    }
 
 
 def _op_values(plan: Plan) -> list:
-    source = plan.source
+    """``_operation_fields`` in ``_OP_COLUMNS`` order, foreign keys as ids."""
     return [
-        plan.kind,
-        plan.account_id,
-        plan.key or None,
-        plan.amount,
-        source.type,
-        source.id,
-        source.label,
-        source.receipt.pk if source.receipt else None,
-        source.operator.pk if source.operator else None,
-        source.reason,
-        plan.at,
+        (value.pk if value is not None else None) if name in ("receipt", "operator") else value
+        for name, value in _operation_fields(plan).items()
     ]
 
 
+# The columns of _operation_fields, in its order.
 _OP_COLUMNS = (
     "kind, account_id, idempotency_key, amount, source_type, source_id, source_label, "
     "receipt_id, operator_id, reason, created_at"
@@ -349,19 +345,7 @@ def _write_portable(plan: Plan) -> int | None:
     """The same writes through the ORM, for databases without data-modifying CTEs."""
     try:
         with transaction.atomic():
-            op = BonusOperation.objects.create(
-                kind=plan.kind,
-                account_id=plan.account_id,
-                idempotency_key=plan.key or None,
-                amount=plan.amount,
-                source_type=plan.source.type,
-                source_id=plan.source.id,
-                source_label=plan.source.label,
-                receipt=plan.source.receipt,
-                operator=plan.source.operator,
-                reason=plan.source.reason,
-                created_at=plan.at,
-            )
+            op = BonusOperation.objects.create(**_operation_fields(plan))
     except IntegrityError:
         return None
     lot = plan.new_lot
