@@ -15,7 +15,7 @@ from django.db.models import Avg, Count, Exists, F, Max, Min, OuterRef, Q, Query
 from django.db.models.functions import ExtractDay, ExtractMonth
 from django.utils import timezone
 from django.utils.functional import Promise
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from loyalty.events import event_types
@@ -94,12 +94,12 @@ def period_words(period: dict | None) -> str:
     if not period:
         return ""
     if "last_days" in period:
-        return _t("in the last %(days)s days") % {"days": period["last_days"]}
+        return gettext("in the last %(days)s days") % {"days": period["last_days"]}
     if period.get("from") and period.get("to"):
-        return _t("from %(start)s to %(end)s") % {"start": period["from"], "end": period["to"]}
+        return gettext("from %(start)s to %(end)s") % {"start": period["from"], "end": period["to"]}
     if period.get("from"):
-        return _t("since %(start)s") % {"start": period["from"]}
-    return _t("until %(end)s") % {"end": period["to"]}
+        return gettext("since %(start)s") % {"start": period["from"]}
+    return gettext("until %(end)s") % {"end": period["to"]}
 
 
 def holds(op: str, left, right) -> bool:
@@ -167,9 +167,9 @@ class Metric:
             values = value if isinstance(value, list) else [value]
             shown = ", ".join(str(labels.get(str(v), v)) for v in values)
         elif op == "between":
-            shown = _t("%(low)s and %(high)s") % {"low": value[0], "high": value[1]}
+            shown = gettext("%(low)s and %(high)s") % {"low": value[0], "high": value[1]}
         elif self.value_type == BOOLEAN:
-            shown = _t("yes") if value else _t("no")
+            shown = gettext("yes") if value else gettext("no")
         words = [str(self.label), str(OPERATORS[op]), str(shown)]
         for name, param in self.params.items():
             if params.get(name) in (None, "", {}):
@@ -914,25 +914,27 @@ def coerce(metric: Metric, op: str, value, where: str):
                     return str(v).strip()
         except (TypeError, ValueError, InvalidOperation) as exc:
             expected = {
-                "number": _t("a number"),
-                "date": _t("a date (YYYY-MM-DD)"),
-                "boolean": _t("yes or no"),
-                "choice": _t("one of the listed values"),
-            }.get(metric.value_type, _t("some text"))
+                "number": gettext("a number"),
+                "date": gettext("a date (YYYY-MM-DD)"),
+                "boolean": gettext("yes or no"),
+                "choice": gettext("one of the listed values"),
+            }.get(metric.value_type, gettext("some text"))
             raise RuleError(
-                _t("%(where)s: %(value)r is not %(expected)s for %(metric)s")
+                gettext("%(where)s: %(value)r is not %(expected)s for %(metric)s")
                 % {"where": where, "value": v, "expected": expected, "metric": metric.label}
             ) from exc
 
     if op == "between":
         if not isinstance(value, list) or len(value) != 2:
-            raise RuleError(_t("%(where)s: between needs two values") % {"where": where})
+            raise RuleError(gettext("%(where)s: between needs two values") % {"where": where})
         low, high = one(value[0]), one(value[1])
         if low > high:
-            raise RuleError(_t("%(where)s: the first value must not exceed the second") % {"where": where})
+            raise RuleError(
+                gettext("%(where)s: the first value must not exceed the second") % {"where": where}
+            )
         return [low, high]
     if op in SET_OPS:
         if not isinstance(value, list) or not value:
-            raise RuleError(_t("%(where)s: choose at least one value") % {"where": where})
+            raise RuleError(gettext("%(where)s: choose at least one value") % {"where": where})
         return [one(v) for v in value]
     return one(value)

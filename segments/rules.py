@@ -158,14 +158,16 @@ def rule_words(rule) -> str:
 
     def words(node, top: bool) -> str:
         if "items" in node:
-            joiner = f" {_('and')} " if node["op"] == "and" else f" {_('or')} "
+            and_word, or_word = _("and"), _("or")
+            joiner = f" {and_word} " if node["op"] == "and" else f" {or_word} "
             parts = [words(item, False) for item in node["items"]]
             text = joiner.join(p for p in parts if p)
             if not text:
                 return _("all members") if top else ""
             if not top and len(parts) > 1:
                 text = f"({text})"
-            return f"{_('not')} {text}" if node["not"] else text
+            not_word = _("not")
+            return f"{not_word} {text}" if node["not"] else text
         metric = metrics.get(node["metric"])
         return metric.describe(node["operator"], node["value"], node["params"])
 

@@ -169,3 +169,18 @@ def test_rule_in_words(scored):
         "Gender is one of Female and Age between 25 and 40 and City is Москва and "
         "Bought from a product group is one of Coffee in the last 30 days"
     )
+
+
+def test_rule_in_russian_words(scored):
+    from django.utils import translation
+
+    rule = {
+        "op": "and",
+        "items": [
+            {"metric": "gender", "operator": "in", "value": ["female"]},
+            {"metric": "purchase_count", "operator": "gte", "value": 2, "params": P90},
+        ],
+    }
+    with translation.override("ru"):
+        words = rule_words(rule)
+    assert " и " in words and "за последние 90 дн." in words and "Женский" in words
