@@ -87,9 +87,9 @@ def generate(members: int, per_member: int) -> None:
         print(f"receipts and lines: {time.perf_counter() - t0:.1f} s", flush=True)
         t0 = time.perf_counter()
         cur.execute(
-            f"""
+            """
             INSERT INTO loyalty_memberevent (event_type, member_id, occurred_at, channel, payload, created_at)
-            SELECT 'app_installed', id, now() - (id % 300) * interval '1 day', 'mobile_app', '{{}}', now()
+            SELECT 'app_installed', id, now() - (id % 300) * interval '1 day', 'mobile_app', '{}', now()
             FROM loyalty_member WHERE id % 5 = 0
             """
         )
