@@ -61,7 +61,6 @@ class MemberListCreate(APIView):
             card = Card.objects.filter(number=card_number).first()
             if card is None:
                 raise ValidationError({"card_number": ["No such card."]})
-        fields.setdefault("registration_channel", "online_store")
         member = member_services.member_create(consents=consents, consent_source="api", **fields)
         if card is not None:
             card_services.card_bind(card=card, member=member)
