@@ -112,3 +112,17 @@ def test_count_is_cached_briefly(world, cached, django_assert_num_queries):
     segment_count(WOMEN)
     with django_assert_num_queries(0):
         assert segment_count(WOMEN) == 2
+
+
+def test_demo_segments_command(db):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", "--members", "40", stdout=StringIO())
+    call_command("recompute_rfm", stdout=StringIO())
+    out = StringIO()
+    call_command("seed_demo_segments", stdout=out)
+    assert Segment.objects.count() == 2 and all(s.refreshed_at for s in Segment.objects.all())
+    call_command("seed_demo_segments", stdout=out)
+    assert "nothing added" in out.getvalue()
