@@ -196,6 +196,15 @@ def _replay(key: str | None, *, kind: str, account_id: int, amount: Decimal) -> 
     return op
 
 
+def _lost_race(key: str | None, *, kind: str, account_id: int, amount: Decimal) -> BonusOperation:
+    """Our insert lost to a concurrent request with the same key: return the winner's
+    operation if it is the same request, else refuse."""
+    op = _replay(key, kind=kind, account_id=account_id, amount=amount)
+    if op is None:
+        raise _conflict(key)
+    return op
+
+
 def _totals(account_id: int) -> tuple[Decimal, Decimal]:
     with connection.cursor() as cur:
         cur.execute(f"SELECT available, pending FROM {_A} WHERE id = %s", [account_id])
@@ -444,14 +453,8 @@ def bonus_accrue(
     )
     op = _write(plan)
     if op is None:  # the key was taken between our check and our insert
-        return _replay(idempotency_key, kind=kind, account_id=account_id, amount=amount) or _raise(
-            idempotency_key
-        )
+        return _lost_race(idempotency_key, kind=kind, account_id=account_id, amount=amount)
     return op
-
-
-def _raise(key):
-    raise _conflict(key)
 
 
 def bonus_spend(
@@ -497,9 +500,7 @@ def bonus_spend(
             raise _insufficient(amount, sum((lot.available for lot in lots), ZERO) + (amount - short))
         op = _write(plan)
         if op is None:  # a concurrent request with the same key won
-            return _replay(idempotency_key, kind=kind, account_id=account_id, amount=-amount) or _raise(
-                idempotency_key
-            )
+            return _lost_race(idempotency_key, kind=kind, account_id=account_id, amount=-amount)
         return op
 
 
@@ -578,7 +579,7 @@ def _spend_postgres(account_id, amount, kind, entry_kind, source, key, at) -> Bo
     if points(available) < amount:
         raise _insufficient(amount, points(available))
     # Enough points but no operation: a concurrent request with the same key won.
-    return _replay(key, kind=kind, account_id=account_id, amount=-amount) or _raise(key)
+    return _lost_race(key, kind=kind, account_id=account_id, amount=-amount)
 
 
 @transaction.atomic
