@@ -22,7 +22,7 @@ migrate: install
 
 demo: migrate
 	$(PY) manage.py seed_demo --if-empty --members $(DEMO_MEMBERS)
-	$(PY) manage.py recompute_rfm
+	$(PY) manage.py recompute_rfm --rebuild-stats
 	$(PY) manage.py seed_demo_segments
 
 # Web + Celery worker + beat on the embedded default (SQLite, filesystem broker).

@@ -13,3 +13,10 @@ class SegmentsConfig(AppConfig):
 
         if "rfm_segment_changed" not in event_types:
             event_types.add("rfm_segment_changed", _("Moved to another RFM segment"), "program")
+
+        from loyalty.events import event_handlers
+
+        from .stats import on_purchase_completed, on_purchase_refunded
+
+        event_handlers.register("purchase_completed")(on_purchase_completed)
+        event_handlers.register("purchase_refunded")(on_purchase_refunded)

@@ -11,7 +11,20 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from django.db.models import Avg, Count, Exists, F, Max, Min, OuterRef, Q, QuerySet, Sum
+from django.db.models import (
+    Avg,
+    Count,
+    DecimalField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Sum,
+)
 from django.db.models.functions import ExtractDay, ExtractMonth
 from django.utils import timezone
 from django.utils.functional import Promise
@@ -522,7 +535,36 @@ def aggregate_condition(rows: QuerySet, aggregate, op: str, value, *, zero) -> Q
     return q
 
 
+def stats_window(period: dict | None) -> str | None:
+    """The purchase-figures column suffix that answers this period, if any: ``all`` for
+    no period, ``30``/``90``/``180``/``365`` for those "last N days"."""
+    from segments.models import STATS_WINDOWS
+
+    if not period:
+        return "all"
+    if set(period) == {"last_days"} and period["last_days"] in STATS_WINDOWS:
+        return str(period["last_days"])
+    return None
+
+
+def stats_condition(expression, op: str, value, *, zero, only=None) -> Q:
+    """Members whose purchase figures satisfy ``expression op value``; members without
+    figures (never bought) count as ``zero`` (``None``: never match)."""
+    from segments.models import MemberPurchaseStats
+
+    rows = MemberPurchaseStats.objects.annotate(v=expression)
+    if only is not None:
+        rows = rows.filter(only)
+    q = Q(pk__in=rows.filter(lookup("v", op, value)).values("member_id"))
+    if zero is not None and holds(op, zero, value):
+        q |= ~Q(pk__in=MemberPurchaseStats.objects.values("member_id"))
+    return q
+
+
 class PurchaseAggregateMetric(Metric):
+    """Aggregates over sales in a period. The common periods (all time, last 30, 90, 180,
+    365 days) read the per-member purchase figures; any other period aggregates receipts."""
+
     group = PURCHASES
     params = {"period": PERIOD}
     zero: Any = Decimal(0)
@@ -530,7 +572,13 @@ class PurchaseAggregateMetric(Metric):
     def aggregate(self):
         raise NotImplementedError
 
+    def from_stats(self, window: str, op, value) -> Q | None:
+        return None
+
     def condition(self, op, value, params, now):
+        window = stats_window(params.get("period"))
+        if window is not None and (q := self.from_stats(window, op, value)) is not None:
+            return q
         return aggregate_condition(
             sales(params.get("period"), now), self.aggregate(), op, value, zero=self.zero
         )
@@ -543,6 +591,9 @@ class PurchaseCountMetric(PurchaseAggregateMetric):
     def aggregate(self):
         return Count("id")
 
+    def from_stats(self, window, op, value):
+        return stats_condition(F(f"count_{window}"), op, value, zero=0)
+
 
 @metrics.register
 class PurchaseTotalMetric(PurchaseAggregateMetric):
@@ -551,6 +602,9 @@ class PurchaseTotalMetric(PurchaseAggregateMetric):
     def aggregate(self):
         return Sum("total")
 
+    def from_stats(self, window, op, value):
+        return stats_condition(F(f"total_{window}"), op, value, zero=Decimal(0))
+
 
 @metrics.register
 class AverageReceiptMetric(PurchaseAggregateMetric):
@@ -558,6 +612,13 @@ class AverageReceiptMetric(PurchaseAggregateMetric):
 
     def aggregate(self):
         return Avg("total")
+
+    def from_stats(self, window, op, value):
+        average = ExpressionWrapper(
+            F(f"total_{window}") / F(f"count_{window}"),
+            output_field=DecimalField(max_digits=16, decimal_places=2),
+        )
+        return stats_condition(average, op, value, zero=None, only=Q(**{f"count_{window}__gt": 0}))
 
 
 @metrics.register
@@ -573,6 +634,17 @@ class FirstPurchaseMetric(PurchaseAggregateMetric):
     def aggregate(self):
         return Min("purchased_at__date")
 
+    def from_stats(self, window, op, value):
+        if window != "all":
+            return None
+        from segments.models import MemberPurchaseStats
+
+        return Q(
+            pk__in=MemberPurchaseStats.objects.filter(lookup("first_purchase_at__date", op, value)).values(
+                "member_id"
+            )
+        )
+
 
 @metrics.register
 class LastPurchaseMetric(PurchaseAggregateMetric):
@@ -586,6 +658,17 @@ class LastPurchaseMetric(PurchaseAggregateMetric):
 
     def aggregate(self):
         return Max("purchased_at__date")
+
+    def from_stats(self, window, op, value):
+        if window != "all":
+            return None
+        from segments.models import MemberPurchaseStats
+
+        return Q(
+            pk__in=MemberPurchaseStats.objects.filter(lookup("last_purchase_at__date", op, value)).values(
+                "member_id"
+            )
+        )
 
 
 class BoughtMetric(Metric):

@@ -149,7 +149,8 @@ class MemberRFM(models.Model):
     """A member's current scores (members without purchases in the window have none)."""
 
     member = models.OneToOneField("loyalty.Member", models.CASCADE, primary_key=True, related_name="rfm")
-    recency_days = models.PositiveIntegerField()
+    # The last purchase rather than "days since": unchanged rows stay unchanged overnight.
+    last_purchase_at = models.DateTimeField()
     frequency = models.PositiveIntegerField()
     monetary = models.DecimalField(max_digits=14, decimal_places=2)
     r = models.PositiveSmallIntegerField()
@@ -165,6 +166,49 @@ class MemberRFM(models.Model):
 
     def __str__(self) -> str:
         return f"R{self.r}F{self.f}M{self.m} {self.get_segment_display()}"
+
+
+STATS_WINDOWS = (30, 90, 180, 365)
+
+
+class MemberPurchaseStats(models.Model):
+    """Per-member purchase figures for all time and rolling windows of 30, 90, 180 and
+    365 days, so segment counts and RFM read one row per member instead of aggregating
+    receipts. Kept current by ``segments.stats``: each confirmed purchase adds to it
+    (event handler), a nightly run ages out what left each window, a rebuild recomputes
+    everything from the receipts."""
+
+    member = models.OneToOneField(
+        "loyalty.Member", models.CASCADE, primary_key=True, related_name="purchase_stats"
+    )
+    first_purchase_at = models.DateTimeField(null=True)
+    last_purchase_at = models.DateTimeField(null=True)
+    count_all = models.PositiveIntegerField(default=0)
+    total_all = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    count_30 = models.IntegerField(default=0)
+    total_30 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    count_90 = models.IntegerField(default=0)
+    total_90 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    count_180 = models.IntegerField(default=0)
+    total_180 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    count_365 = models.IntegerField(default=0)
+    total_365 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = _("member purchase figures")
+        verbose_name_plural = _("member purchase figures")
+
+    def __str__(self) -> str:
+        return f"{self.member_id}: {self.count_all}"
+
+
+class StatsClock(models.Model):
+    """When the purchase figures' windows were last aged (one row)."""
+
+    aged_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.aged_at:%Y-%m-%d %H:%M}"
 
 
 class RFMChange(models.Model):

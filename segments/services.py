@@ -190,44 +190,60 @@ class RFMResult:
 
 @transaction.atomic
 def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
-    """Score every member who bought in the window, in SQL: per-member recency,
-    frequency and monetary value from the receipts, scores by rank fifths or the
-    marketer's cut-offs, the named segment from the R×F map. Moves between segments are
-    written to the change history and the member event journal."""
+    """Score every member who bought in the window, in SQL: recency, frequency and
+    monetary value per member (from the per-member purchase figures when the window is
+    one they keep, else aggregated from the receipts), scores by rank fifths or the
+    marketer's cut-offs, the named segment from the R×F map. Only rows whose values
+    changed are rewritten. Moves between segments go to the change history and the
+    member event journal."""
+    from segments.models import STATS_WINDOWS, MemberPurchaseStats
+
     started = time.perf_counter()
     now = now or timezone.now()
     cfg = RFMSettings.current()
     at = connection.ops.adapt_datetimefield_value(now)
-    start = connection.ops.adapt_datetimefield_value(now - dt.timedelta(days=cfg.window_days))
-    receipts = Receipt._meta.db_table
-    if connection.vendor == "postgresql":
-        recency = "CAST(FLOOR(EXTRACT(EPOCH FROM (CAST(%s AS timestamptz) - last_at)) / 86400) AS INTEGER)"
+    if cfg.window_days in STATS_WINDOWS:
+        w = cfg.window_days
+        source = (
+            f"SELECT member_id, last_purchase_at AS last_at, count_{w} AS frequency, total_{w} AS monetary "
+            f"FROM {MemberPurchaseStats._meta.db_table} WHERE count_{w} > 0"
+        )
+        source_params = []
     else:
-        recency = "CAST(julianday(%s) - julianday(last_at) AS INTEGER)"
+        source = (
+            f"SELECT member_id, MAX(purchased_at) AS last_at, COUNT(*) AS frequency, SUM(total) AS monetary "
+            f"FROM {Receipt._meta.db_table} WHERE kind = %s AND state IN (%s, %s) AND member_id IS NOT NULL "
+            f"AND purchased_at >= %s AND purchased_at <= %s GROUP BY member_id"
+        )
+        start = connection.ops.adapt_datetimefield_value(now - dt.timedelta(days=cfg.window_days))
+        source_params = [ReceiptKind.SALE, ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED, start, at]
     if cfg.method == RFMSettings.Method.THRESHOLDS:
-        r_sql = _score_sql("recency_days", cfg.recency_days, higher_is_better=False)
+        if connection.vendor == "postgresql":
+            recency = "FLOOR(EXTRACT(EPOCH FROM (CAST(%s AS timestamptz) - last_at)) / 86400)"
+        else:
+            recency = "CAST(julianday(%s) - julianday(last_at) AS INTEGER)"
+        r_sql = _score_sql(f"({recency})", cfg.recency_days, higher_is_better=False)
         f_sql = _score_sql("frequency", cfg.frequency, higher_is_better=True)
         m_sql = _score_sql("monetary", cfg.monetary, higher_is_better=True)
+        score_params = [at] * 4  # the recency expression appears once per cut-off
     else:
         r_sql = _quantile_sql("last_at")  # the most recent buyers score 5
         f_sql = _quantile_sql("frequency")
         m_sql = _quantile_sql("monetary")
+        score_params = []
     rfm, change, event = MemberRFM._meta.db_table, RFMChange._meta.db_table, MemberEvent._meta.db_table
     with connection.cursor() as cur:
         cur.execute("DROP TABLE IF EXISTS rfm_new")
         cur.execute(
             f"CREATE TEMP TABLE rfm_new AS "
-            f"SELECT member_id, recency_days, frequency, monetary, r, f, m, {_rfm_case()} AS segment FROM ("
-            f"  SELECT member_id, recency_days, frequency, monetary, {r_sql} AS r, {f_sql} AS f, {m_sql} AS m FROM ("
-            f"    SELECT member_id, {recency} AS recency_days, last_at, frequency, monetary FROM ("
-            f"      SELECT member_id, MAX(purchased_at) AS last_at, COUNT(*) AS frequency, SUM(total) AS monetary "
-            f"      FROM {receipts} WHERE kind = %s AND state IN (%s, %s) AND member_id IS NOT NULL "
-            f"      AND purchased_at >= %s AND purchased_at <= %s GROUP BY member_id"
-            f"    ) agg"
-            f"  ) base"
+            f"SELECT member_id, last_at, frequency, monetary, r, f, m, {_rfm_case()} AS segment FROM ("
+            f"  SELECT member_id, last_at, frequency, monetary, {r_sql} AS r, {f_sql} AS f, {m_sql} AS m "
+            f"  FROM ({source}) agg"
             f") scored",
-            [at, ReceiptKind.SALE, ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED, start, at],
+            [*score_params, *source_params],
         )
+        if connection.vendor == "postgresql":
+            cur.execute("ANALYZE rfm_new")
         # Moves: into a (different) segment, and out of scoring altogether.
         cur.execute(
             f"INSERT INTO {change} (member_id, segment_from, segment_to, changed_at) "
@@ -252,13 +268,24 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
             f"WHERE changed_at = %s",
             [at, at],
         )
-        cur.execute(f"DELETE FROM {rfm}")
+        # Rewrite only what changed: most members keep their scores from one night to the next.
         cur.execute(
-            f"INSERT INTO {rfm} (member_id, recency_days, frequency, monetary, r, f, m, segment, computed_at) "
-            f"SELECT member_id, recency_days, frequency, monetary, r, f, m, segment, %s FROM rfm_new",
+            f"UPDATE {rfm} SET last_purchase_at = n.last_at, frequency = n.frequency, monetary = n.monetary, "
+            f"r = n.r, f = n.f, m = n.m, segment = n.segment, computed_at = %s FROM rfm_new n "
+            f"WHERE {rfm}.member_id = n.member_id AND ({rfm}.r <> n.r OR {rfm}.f <> n.f OR {rfm}.m <> n.m "
+            f"OR {rfm}.segment <> n.segment OR {rfm}.frequency <> n.frequency OR {rfm}.monetary <> n.monetary "
+            f"OR {rfm}.last_purchase_at <> n.last_at)",
             [at],
         )
-        scored = cur.rowcount
+        cur.execute(
+            f"DELETE FROM {rfm} WHERE NOT EXISTS (SELECT 1 FROM rfm_new n WHERE n.member_id = {rfm}.member_id)"
+        )
+        cur.execute(
+            f"INSERT INTO {rfm} (member_id, last_purchase_at, frequency, monetary, r, f, m, segment, computed_at) "
+            f"SELECT member_id, last_at, frequency, monetary, r, f, m, segment, %s FROM rfm_new n "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {rfm} o WHERE o.member_id = n.member_id)",
+            [at],
+        )
         month = connection.ops.adapt_datefield_value(timezone.localdate(now).replace(day=1))
         cur.execute(f"DELETE FROM {RFMMonthly._meta.db_table} WHERE month = %s", [month])
         cur.execute(
@@ -269,7 +296,9 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
         cur.execute("SELECT segment, COUNT(*) FROM rfm_new GROUP BY segment")
         sizes = dict(cur.fetchall())
         cur.execute("DROP TABLE rfm_new")
-    return RFMResult(scored=scored, changed=changed, seconds=time.perf_counter() - started, sizes=sizes)
+    return RFMResult(
+        scored=sum(sizes.values()), changed=changed, seconds=time.perf_counter() - started, sizes=sizes
+    )
 
 
 def rfm_grid() -> list[dict]:

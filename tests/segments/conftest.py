@@ -177,6 +177,9 @@ def world(db):
     vera_promo = ledger.account_get_or_create(member=m["vera"], currency=promo)
     ledger.bonus_accrue(account=vera_promo, amount=500, source=source, at=NOW - dt.timedelta(days=30))
 
+    from segments.stats import stats_rebuild
+
+    stats_rebuild(now=NOW)  # receipts were written directly, as a bulk load would
     vip = TargetAudience.objects.create(name="VIP")
     AudienceMember.objects.create(audience=vip, member=m["anna"])
     AudienceMember.objects.create(audience=vip, member=m["vera"])

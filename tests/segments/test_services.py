@@ -53,10 +53,15 @@ def test_rfm_recompute_scores_names_and_records_moves(world):
     segments = dict(MemberRFM.objects.values_list("member__first_name", "segment"))
     assert segments == {"anna": "champions", "boris": "need_attention", "vera": "lost"}
     anna = MemberRFM.objects.get(member__first_name="anna")
-    assert (anna.r, anna.f, anna.m, anna.frequency, anna.recency_days) == (5, 5, 3, 3, 3)
+    assert (anna.r, anna.f, anna.m, anna.frequency, anna.monetary) == (5, 5, 3, 3, 1800)
+    assert anna.last_purchase_at.date() == dt.date(2026, 11, 20)
     assert RFMChange.objects.count() == 3
     assert MemberEvent.objects.filter(event_type="rfm_segment_changed").count() == 3
-    # a year later nobody bought: everyone drops out, and the moves are recorded
+    # a year later nobody bought: the nightly ageing empties the windows, everyone drops
+    # out, and the moves are recorded
+    from segments.stats import stats_age
+
+    stats_age(now=NOW + dt.timedelta(days=400))
     later = rfm_recompute(now=NOW + dt.timedelta(days=400))
     assert later.scored == 0 and later.changed == 3
     event = MemberEvent.objects.filter(event_type="rfm_segment_changed", member__first_name="anna").first()

@@ -1,0 +1,145 @@
+"""Per-member purchase figures (``MemberPurchaseStats``): all time and rolling windows.
+
+Three ways keep them true, all set-wise or one row at a time, never a rescan per member:
+
+* ``stats_add_receipt`` — a confirmed purchase adds to its member's row (called from the
+  ``purchase_completed`` event handler after commit; a full refund takes it away again);
+* ``stats_age`` — the nightly run subtracts what left each window since the last run
+  (only the receipts that crossed a window boundary: about a day's worth);
+* ``stats_rebuild`` — recomputes every row from the receipts (after a bulk load, or to
+  repair), with one ``INSERT ... SELECT``.
+"""
+
+import datetime as dt
+from decimal import Decimal
+
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from loyalty.models import Receipt, ReceiptKind, ReceiptState
+from segments.models import STATS_WINDOWS, MemberPurchaseStats, StatsClock
+
+SALE_STATES = (ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED)
+_S = MemberPurchaseStats._meta.db_table
+_RECEIPTS = Receipt._meta.db_table
+
+
+def _sales_where() -> tuple[str, list]:
+    return "kind = %s AND state IN (%s, %s) AND member_id IS NOT NULL", [ReceiptKind.SALE, *SALE_STATES]
+
+
+@transaction.atomic
+def stats_rebuild(*, now: dt.datetime | None = None) -> int:
+    """Recompute every member's figures from the receipts; returns rows written."""
+    now = now or timezone.now()
+    at = connection.ops.adapt_datetimefield_value(now)
+    where, params = _sales_where()
+    windows = []
+    window_params = []
+    for days in STATS_WINDOWS:
+        since = connection.ops.adapt_datetimefield_value(now - dt.timedelta(days=days))
+        windows.append(
+            "COUNT(*) FILTER (WHERE purchased_at >= %s), COALESCE(SUM(total) FILTER (WHERE purchased_at >= %s), 0)"
+        )
+        window_params += [since, since]
+    columns = ", ".join(f"count_{d}, total_{d}" for d in STATS_WINDOWS)
+    with connection.cursor() as cur:
+        cur.execute(f"DELETE FROM {_S}")
+        cur.execute(
+            f"INSERT INTO {_S} (member_id, first_purchase_at, last_purchase_at, count_all, total_all, {columns}) "
+            f"SELECT member_id, MIN(purchased_at), MAX(purchased_at), COUNT(*), SUM(total), {', '.join(windows)} "
+            f"FROM {_RECEIPTS} WHERE {where} AND purchased_at <= %s GROUP BY member_id",
+            [*window_params, *params, at],
+        )
+        written = cur.rowcount
+    StatsClock.objects.all().delete()
+    StatsClock.objects.create(aged_at=now)
+    return written
+
+
+def _window_changes(purchased_at: dt.datetime, total: Decimal, sign: int, now: dt.datetime) -> dict:
+    changes = {"count_all": F("count_all") + sign, "total_all": F("total_all") + sign * total}
+    for days in STATS_WINDOWS:
+        if purchased_at >= now - dt.timedelta(days=days):
+            changes[f"count_{days}"] = F(f"count_{days}") + sign
+            changes[f"total_{days}"] = F(f"total_{days}") + sign * total
+    return changes
+
+
+def stats_add_receipt(receipt: Receipt, *, sign: int = 1, now: dt.datetime | None = None) -> None:
+    """Add (or with ``sign=-1`` take away) one sale to its member's figures."""
+    if receipt.member_id is None or receipt.kind != ReceiptKind.SALE:
+        return
+    now = now or timezone.now()
+    changes = _window_changes(receipt.purchased_at, receipt.total, sign, now)
+    rows = MemberPurchaseStats.objects.filter(member_id=receipt.member_id)
+    with transaction.atomic():
+        if sign > 0:
+            rows.filter(last_purchase_at__lt=receipt.purchased_at).update(
+                last_purchase_at=receipt.purchased_at
+            )
+            rows.filter(first_purchase_at__gt=receipt.purchased_at).update(
+                first_purchase_at=receipt.purchased_at
+            )
+        if rows.update(**changes):
+            return
+        if sign < 0:
+            return
+        try:
+            with transaction.atomic():
+                MemberPurchaseStats.objects.create(
+                    member_id=receipt.member_id,
+                    first_purchase_at=receipt.purchased_at,
+                    last_purchase_at=receipt.purchased_at,
+                )
+        except IntegrityError:  # a concurrent purchase of the same member made the row
+            pass
+        rows.update(**changes)
+
+
+@transaction.atomic
+def stats_age(*, now: dt.datetime | None = None) -> int:
+    """Subtract the sales that left each window since the last run: for the 30-day window,
+    the receipts bought between 30 days before the last run and 30 days before now; and
+    so on. Returns the number of (receipt, window) pairs aged out."""
+    now = now or timezone.now()
+    clock = StatsClock.objects.select_for_update().first()
+    if clock is None:
+        stats_rebuild(now=now)
+        return 0
+    if now <= clock.aged_at:
+        return 0
+    where, params = _sales_where()
+    aged = 0
+    with connection.cursor() as cur:
+        for days in STATS_WINDOWS:
+            start = connection.ops.adapt_datetimefield_value(clock.aged_at - dt.timedelta(days=days))
+            end = connection.ops.adapt_datetimefield_value(now - dt.timedelta(days=days))
+            cur.execute(
+                f"UPDATE {_S} SET count_{days} = count_{days} - s.n, total_{days} = ROUND(total_{days} - s.t, 2) "
+                f"FROM (SELECT member_id, COUNT(*) AS n, SUM(total) AS t FROM {_RECEIPTS} "
+                f"WHERE {where} AND purchased_at >= %s AND purchased_at < %s GROUP BY member_id) AS s "
+                f"WHERE {_S}.member_id = s.member_id",
+                [*params, start, end],
+            )
+            aged += cur.rowcount
+    clock.aged_at = now
+    clock.save(update_fields=["aged_at"])
+    return aged
+
+
+def on_purchase_completed(event) -> None:
+    """Event handler: keep the member's figures current as purchases are confirmed."""
+    receipt_id = (event.payload or {}).get("receipt_id")
+    receipt = Receipt.objects.filter(pk=receipt_id).first() if receipt_id else None
+    if receipt is not None and receipt.state == ReceiptState.CONFIRMED:
+        stats_add_receipt(receipt)
+
+
+def on_purchase_refunded(event) -> None:
+    """Event handler: a fully refunded sale no longer counts."""
+    receipt_id = (event.payload or {}).get("receipt_id")
+    receipt = Receipt.objects.filter(pk=receipt_id).first() if receipt_id else None
+    if receipt is not None and receipt.state == ReceiptState.REFUNDED:
+        stats_add_receipt(receipt, sign=-1)

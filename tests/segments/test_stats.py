@@ -1,0 +1,59 @@
+"""Per-member purchase figures: incremental, aged, rebuilt — all agreeing."""
+
+import datetime as dt
+from decimal import Decimal
+
+from loyalty.services.receipts import LineInput, receipt_confirm, receipt_record, receipt_refund
+from segments.models import MemberPurchaseStats
+from segments.stats import stats_age, stats_rebuild
+from tests import factories
+
+T0 = dt.datetime(2026, 1, 1, 12, tzinfo=dt.UTC)
+
+
+def figures(member):
+    s = MemberPurchaseStats.objects.get(member=member)
+    return (s.count_all, s.total_all, s.count_30, s.total_30, s.count_90, s.count_365)
+
+
+def buy(member, pos, n, days_ago, price, now):
+    receipt = receipt_record(
+        point_of_sale=pos,
+        external_id=f"r{n}",
+        member=member,
+        purchased_at=now - dt.timedelta(days=days_ago),
+        lines=[LineInput(sku="x", quantity=Decimal(1), price=Decimal(price))],
+    )
+    return receipt_confirm(receipt=receipt)
+
+
+def test_purchases_add_as_they_are_confirmed(db, django_capture_on_commit_callbacks, time_machine):
+    time_machine.move_to(T0, tick=False)
+    member, pos = factories.MemberFactory(), factories.PointOfSaleFactory()
+    with django_capture_on_commit_callbacks(execute=True):
+        buy(member, pos, 1, 10, 100, T0)
+        buy(member, pos, 2, 60, 50, T0)
+        first = buy(member, pos, 3, 200, 30, T0)
+    assert figures(member) == (3, 180, 1, 100, 2, 3)
+    s = MemberPurchaseStats.objects.get(member=member)
+    assert s.first_purchase_at == first.purchased_at and s.last_purchase_at == T0 - dt.timedelta(days=10)
+    # a full refund takes the purchase away again
+    with django_capture_on_commit_callbacks(execute=True):
+        receipt_refund(receipt=first, external_id="ref-3")
+    assert figures(member) == (2, 150, 1, 100, 2, 2)
+
+
+def test_ageing_moves_purchases_out_of_their_windows_and_matches_a_rebuild(db, time_machine):
+    member, pos = factories.MemberFactory(), factories.PointOfSaleFactory()
+    time_machine.move_to(T0, tick=False)
+    for n, days_ago in enumerate([1, 25, 85, 300]):
+        buy(member, pos, n, days_ago, 10, T0)
+    stats_rebuild(now=T0)
+    assert figures(member) == (4, 40, 2, 20, 3, 4)
+    # ten days later: the 25-day-old purchase leaves the 30-day window, 85 the 90-day one
+    later = T0 + dt.timedelta(days=10)
+    stats_age(now=later)
+    aged = figures(member)
+    assert aged == (4, 40, 1, 10, 2, 4)
+    stats_rebuild(now=later)
+    assert figures(member) == aged
