@@ -527,6 +527,9 @@ def sales(period: dict | None, now: dt.datetime) -> QuerySet[Receipt]:
 def aggregate_condition(rows: QuerySet, aggregate, op: str, value, *, zero) -> Q:
     """Members whose aggregate over ``rows`` satisfies ``op value``; members with no rows
     count as ``zero`` (0 for counts and sums; ``None``: never match)."""
+    if isinstance(aggregate, Count) and (op, value) in (("gte", 1), ("gt", 0)):
+        # "At least once" needs no grouping: a semi-join on the rows is enough.
+        return Q(pk__in=rows.values("member_id"))
     matching = rows.values("member_id").annotate(v=aggregate)
     matching = matching.filter(lookup("v", op, value)).values("member_id")
     q = Q(pk__in=matching)
