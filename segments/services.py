@@ -177,12 +177,12 @@ def _score_sql(column: str, cutoffs: list, *, higher_is_better: bool) -> str:
     return f"CASE {whens} ELSE 1 END"
 
 
-def _quantile_sql(column: str) -> str:
-    """Fifths by rank: the lowest value scores 1, the highest 5; equal values score the
-    same (NTILE would split them), so the many one-receipt buyers all score 1. Integer
-    arithmetic only, so SQLite and PostgreSQL agree (their casts round differently)."""
-    rank, n = f"RANK() OVER (ORDER BY {column})", "COUNT(*) OVER ()"
-    return f"(CASE WHEN {rank} = {n} THEN 5 ELSE 1 + (5 * ({rank} - 1)) / ({n} - 1) END)"
+def _rank_score_sql(rank: str) -> str:
+    """Fifths by rank (``rank`` among ``n`` scored members): the lowest value scores 1, the
+    highest 5; equal values share a rank and so a score (NTILE would split them), so the
+    many one-receipt buyers all score 1. Integer arithmetic only, so SQLite and
+    PostgreSQL agree (their casts round differently)."""
+    return f"(CASE WHEN {rank} = n THEN 5 ELSE 1 + (5 * ({rank} - 1)) / (n - 1) END)"
 
 
 @dataclass
@@ -232,38 +232,37 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
         m_sql = _score_sql("monetary", cfg.monetary, higher_is_better=True)
         score_params = [at] * 4  # the recency expression appears once per cut-off
     else:
-        r_sql = _quantile_sql("last_at")  # the most recent buyers score 5
-        f_sql = _quantile_sql("frequency")
-        m_sql = _quantile_sql("monetary")
+        r_sql = _rank_score_sql("r_rank")  # the most recent buyers score 5
+        f_sql = _rank_score_sql("f_rank")
+        m_sql = _rank_score_sql("m_rank")
         score_params = []
     rfm, change, event = MemberRFM._meta.db_table, RFMChange._meta.db_table, MemberEvent._meta.db_table
     with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            # Three sorts of every scored member: let them happen in memory, for this run only.
+            cur.execute("SET LOCAL work_mem = '256MB'")
         cur.execute("DROP TABLE IF EXISTS rfm_new")
         cur.execute(
             f"CREATE TEMP TABLE rfm_new AS "
             f"SELECT member_id, last_at, frequency, monetary, r, f, m, {_rfm_case()} AS segment FROM ("
-            f"  SELECT member_id, last_at, frequency, monetary, {r_sql} AS r, {f_sql} AS f, {m_sql} AS m "
-            f"  FROM ({source}) agg"
+            f"  SELECT member_id, last_at, frequency, monetary, {r_sql} AS r, {f_sql} AS f, {m_sql} AS m FROM ("
+            f"    SELECT agg.*, RANK() OVER (ORDER BY last_at) AS r_rank, RANK() OVER (ORDER BY frequency) AS f_rank,"
+            f"    RANK() OVER (ORDER BY monetary) AS m_rank, COUNT(*) OVER () AS n FROM ({source}) agg"
+            f"  ) ranked"
             f") scored",
             [*score_params, *source_params],
         )
         if connection.vendor == "postgresql":
             cur.execute("ANALYZE rfm_new")
-        # Moves: into a (different) segment, and out of scoring altogether.
+        # Moves: into a (different) segment, and out of scoring altogether (one pass).
         cur.execute(
             f"INSERT INTO {change} (member_id, segment_from, segment_to, changed_at) "
-            f"SELECT n.member_id, COALESCE(o.segment, ''), n.segment, %s FROM rfm_new n "
-            f"LEFT JOIN {rfm} o ON o.member_id = n.member_id WHERE o.segment IS NULL OR o.segment <> n.segment",
+            f"SELECT COALESCE(n.member_id, o.member_id), COALESCE(o.segment, ''), COALESCE(n.segment, ''), %s "
+            f"FROM rfm_new n FULL OUTER JOIN {rfm} o ON o.member_id = n.member_id "
+            f"WHERE n.segment IS DISTINCT FROM o.segment",
             [at],
         )
         changed = cur.rowcount
-        cur.execute(
-            f"INSERT INTO {change} (member_id, segment_from, segment_to, changed_at) "
-            f"SELECT o.member_id, o.segment, '', %s FROM {rfm} o "
-            f"WHERE NOT EXISTS (SELECT 1 FROM rfm_new n WHERE n.member_id = o.member_id)",
-            [at],
-        )
-        changed += cur.rowcount
         payload = '\'{"from": "\' || segment_from || \'", "to": "\' || segment_to || \'"}\''
         if connection.vendor == "postgresql":
             payload = f"CAST({payload} AS jsonb)"
