@@ -624,54 +624,39 @@ class AverageReceiptMetric(PurchaseAggregateMetric):
         return stats_condition(average, op, value, zero=None, only=Q(**{f"count_{window}__gt": 0}))
 
 
+class PurchaseDateMetric(PurchaseAggregateMetric):
+    """The first or last purchase date; without a period it is read from the member's
+    purchase figures."""
+
+    value_type, operators, zero = DATE, DATE_OPS, None
+    extreme: type[Min] | type[Max]
+    stats_field: str
+
+    def aggregate(self):
+        return self.extreme("purchased_at__date")
+
+    def from_stats(self, window, op, value):
+        if window != "all":
+            return None
+        from segments.models import MemberPurchaseStats
+
+        rows = MemberPurchaseStats.objects.filter(lookup(f"{self.stats_field}__date", op, value))
+        return Q(pk__in=rows.values("member_id"))
+
+
 @metrics.register
-class FirstPurchaseMetric(PurchaseAggregateMetric):
-    key, label, value_type, operators, zero = (
+class FirstPurchaseMetric(PurchaseDateMetric):
+    key, label, extreme, stats_field = (
         "first_purchase_date",
         _("First purchase date"),
-        DATE,
-        DATE_OPS,
-        None,
+        Min,
+        "first_purchase_at",
     )
-
-    def aggregate(self):
-        return Min("purchased_at__date")
-
-    def from_stats(self, window, op, value):
-        if window != "all":
-            return None
-        from segments.models import MemberPurchaseStats
-
-        return Q(
-            pk__in=MemberPurchaseStats.objects.filter(lookup("first_purchase_at__date", op, value)).values(
-                "member_id"
-            )
-        )
 
 
 @metrics.register
-class LastPurchaseMetric(PurchaseAggregateMetric):
-    key, label, value_type, operators, zero = (
-        "last_purchase_date",
-        _("Last purchase date"),
-        DATE,
-        DATE_OPS,
-        None,
-    )
-
-    def aggregate(self):
-        return Max("purchased_at__date")
-
-    def from_stats(self, window, op, value):
-        if window != "all":
-            return None
-        from segments.models import MemberPurchaseStats
-
-        return Q(
-            pk__in=MemberPurchaseStats.objects.filter(lookup("last_purchase_at__date", op, value)).values(
-                "member_id"
-            )
-        )
+class LastPurchaseMetric(PurchaseDateMetric):
+    key, label, extreme, stats_field = "last_purchase_date", _("Last purchase date"), Max, "last_purchase_at"
 
 
 class BoughtMetric(Metric):
