@@ -1,13 +1,14 @@
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class CardState(models.TextChoices):
-    ISSUED = "issued", _("Issued")
-    ACTIVATED = "activated", _("Activated")
-    BLOCKED = "blocked", _("Blocked")
-    REPLACED = "replaced", _("Replaced")
+    ISSUED = "issued", pgettext_lazy("card state", "Issued")
+    ACTIVATED = "activated", pgettext_lazy("card state", "Activated")
+    BLOCKED = "blocked", pgettext_lazy("card state", "Blocked")
+    REPLACED = "replaced", pgettext_lazy("card state", "Replaced")
 
 
 class CardKind(models.TextChoices):

@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 ZERO = Decimal("0")
 POINTS = {"max_digits": 14, "decimal_places": 2}
@@ -197,7 +198,7 @@ class LotRemainder(models.Model):
 
 class EntryKind(models.TextChoices):
     ACCRUAL = "accrual", _("Accrued")
-    ACTIVATION = "activation", _("Activated")
+    ACTIVATION = "activation", pgettext_lazy("ledger movement", "Activated")
     SPEND = "spend", _("Spent")
     RESTORE = "restore", _("Restored by refund")
     CLAWBACK = "clawback", _("Taken back by refund")
