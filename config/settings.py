@@ -118,6 +118,8 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     _broker_dir = VAR_DIR / "broker"
+    for _folder in ("queue", "processed"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
@@ -171,6 +173,11 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 OUTBOX_DIR = Path(env.str("OUTBOX_DIR", default=str(VAR_DIR / "outbox")))
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend")
 EMAIL_FILE_PATH = OUTBOX_DIR / "email"
+# Where members' devices and providers reach this site: tracking links, unsubscribe
+# pages and provider callbacks are built on it.
+PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# Fernet key for gateway credentials at rest; derived from SECRET_KEY when unset.
+GATEWAY_SECRETS_KEY = env.str("GATEWAY_SECRETS_KEY", default="")
 
 # --- security (production shape when DEBUG is false) -----------------------------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

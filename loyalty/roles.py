@@ -40,7 +40,7 @@ ROLE_RULES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
     ANALYST: [(app, "*", ("view",)) for app in PRODUCT_APPS],
     MARKETER: [
         ("loyalty", "*", ("view",)),
-        ("gateways", "*", ("view",)),
+        ("gateways", "*", ALL),
         ("segments", "*", ALL),
         ("communications", "*", ALL),
         ("offers", "*", ALL),

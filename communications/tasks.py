@@ -1,0 +1,55 @@
+"""Thin Celery tasks: take ids, call one service."""
+
+import time
+
+from celery import shared_task
+from django.db import close_old_connections
+
+from communications.services import delivery
+from gateways.models import Gateway
+
+# A dispatch task works for about this long, then hands over to a fresh task so one
+# gateway's backlog cannot hold a worker for hours and beat's kicks stay cheap.
+TASK_BUDGET_SECONDS = 30.0
+
+
+@shared_task(acks_late=True)
+def dispatch(gateway_id: int) -> dict:
+    gateway = Gateway.objects.filter(pk=gateway_id, enabled=True).first()
+    if gateway is None:
+        return {}
+    total = delivery.DispatchReport()
+    started = time.monotonic()
+    while time.monotonic() - started < TASK_BUDGET_SECONDS:
+        report = delivery.dispatch_batch(gateway=gateway)
+        total.add(report)
+        if report.claimed == 0:
+            break
+    else:
+        dispatch.delay(gateway_id)
+    close_old_connections()
+    return {"claimed": total.claimed, "sent": total.sent, "retried": total.retried, "failed": total.failed}
+
+
+@shared_task
+def dispatch_due() -> dict:
+    """Every minute: start dispatch for gateways with due messages (retries, deferrals
+    that have come due, leases of dead workers that ran out)."""
+    due = delivery.due_gateways()
+    for gateway_id, count in due.items():
+        for _i in range(min(4, 1 + count // 5000)):
+            dispatch.delay(gateway_id)
+    return due
+
+
+@shared_task
+def cascade_fallbacks() -> int:
+    return delivery.fallbacks_due()
+
+
+@shared_task
+def poll_statuses() -> int:
+    moved = 0
+    for gateway in Gateway.objects.filter(enabled=True):
+        moved += delivery.statuses_poll(gateway=gateway)
+    return moved
