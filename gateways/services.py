@@ -72,6 +72,9 @@ def gateway_save(
     for key in provider.sensitive:
         value = (secrets or {}).get(key) or config.get(key) or stored.get(key) or ""
         data[key] = value
+    for name, form_field in provider.config_form.base_fields.items():
+        if data.get(name) is None and form_field.initial is not None:
+            data[name] = form_field.initial
     form = provider.config_form(data=data)
     if not form.is_valid():
         raise ValidationError({field: errors for field, errors in form.errors.items()})

@@ -19,6 +19,7 @@ Invariants:
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import uuid
@@ -215,13 +216,14 @@ def _transition(
     if not ids:
         return []
     sources = list(only_from or lifecycle.sources_for(new))
-    sets = {"status": new, "status_at": at, "reason": reason[:255], **(extra or {})}
+    extra = {k: _dtp(v) if isinstance(v, datetime) else v for k, v in (extra or {}).items()}
+    sets = {"status": new, "status_at": _dtp(at), "reason": reason[:255], **extra}
     stamp = STAMP_FIELD.get(new)
     set_sql = ", ".join(f"{col} = %s" for col in sets)
     params: list[Any] = list(sets.values())
     if stamp:
         set_sql += f", {stamp} = COALESCE({stamp}, %s)"
-        params.append(at)
+        params.append(_dtp(at))
     moved: list[int] = []
     for chunk_start in range(0, len(ids), 5000):
         chunk = list(ids[chunk_start : chunk_start + 5000])
@@ -236,6 +238,12 @@ def _transition(
         moved += [r[0] for r in rows]
         _history(((mid, new, reason, attempts) for mid, attempts in rows), at)
     return moved
+
+
+def _dtp(value: datetime):
+    """A datetime as the backend stores it (SQLite compares datetimes as text, so raw SQL
+    must write them exactly as the ORM does)."""
+    return connection.ops.adapt_datetimefield_value(value.astimezone(dt.UTC))
 
 
 def _uuid_param(value: uuid.UUID):
@@ -303,7 +311,7 @@ def _claim(gateway: Gateway, limit: int, now: datetime) -> tuple[uuid.UUID, list
             cursor.execute(
                 f"UPDATE {TABLE} SET status = %s, status_at = %s, lease_until = %s, lease_token = %s,"
                 f" attempts = attempts + 1 WHERE id IN ({placeholders})",
-                [Status.SENDING, now, now + LEASE, _uuid_param(token), *ids],
+                [Status.SENDING, _dtp(now), _dtp(now + LEASE), _uuid_param(token), *ids],
             )
         rows = list(Message.objects.filter(id__in=ids).values(*CLAIM_COLUMNS))
         stale_set = set(stale)
@@ -520,7 +528,7 @@ def _accepted_write(accepted: list[tuple], token, now, report, rows) -> None:
             f" WHERE m.id = v.id AND m.lease_token = %s AND m.status = 'sending' RETURNING m.id, m.status, m.attempts"
         )
         with connection.cursor() as cursor:
-            cursor.execute(sql, [now, now, now, *params, token_param])
+            cursor.execute(sql, [_dtp(now)] * 3 + [*params, token_param])
             done = cursor.fetchall()
     else:
         done = []
@@ -531,7 +539,18 @@ def _accepted_write(accepted: list[tuple], token, now, report, rows) -> None:
                     f" segments = %s, cost = %s, lease_until = NULL, sent_at = COALESCE(sent_at, %s),"
                     f" delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END"
                     f" WHERE id = %s AND lease_token = %s AND status = 'sending' RETURNING id, status, attempts",
-                    [new, now, pid, segments, str(Decimal(cost)), now, new, now, mid, token_param],
+                    [
+                        new,
+                        _dtp(now),
+                        pid,
+                        segments,
+                        str(Decimal(cost)),
+                        _dtp(now),
+                        new,
+                        _dtp(now),
+                        mid,
+                        token_param,
+                    ],
                 )
                 done += cursor.fetchall()
     history = []

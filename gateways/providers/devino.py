@@ -72,7 +72,7 @@ class DevinoForm(ProviderConfigForm):
     validity = forms.IntegerField(
         label=_("validity, seconds"), min_value=0, max_value=259200, required=False, initial=0
     )
-    timeout = forms.FloatField(label=_("request timeout, seconds"), min_value=0.5, initial=10, required=False)
+    timeout = forms.FloatField(label=_("request timeout, seconds"), min_value=0.1, initial=10, required=False)
 
 
 def _iso(ts: str | int | float | None) -> datetime | None:
