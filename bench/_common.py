@@ -19,11 +19,13 @@ def setup_django(database_url: str | None) -> None:
     # Production shape: no query logging (DEBUG keeps every SQL statement in memory).
     os.environ["DEBUG"] = "false"
     os.environ.setdefault("SECRET_KEY", "benchmark-only-secret-key-" + "x" * 40)
-    if url.startswith("postgres"):
+    if url.startswith("postgres") and not os.environ.get("BENCH_SKIP_MIGRATE"):
         _create_database(url)
     import django
 
     django.setup()
+    if os.environ.get("BENCH_SKIP_MIGRATE"):
+        return
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)

@@ -1,5 +1,6 @@
 """Thin Celery tasks: take ids, call one service."""
 
+import logging
 import time
 
 from celery import shared_task
@@ -7,6 +8,8 @@ from django.db import close_old_connections
 
 from communications.services import delivery
 from gateways.models import Gateway
+
+log = logging.getLogger(__name__)
 
 # A dispatch task works for about this long, then hands over to a fresh task so one
 # gateway's backlog cannot hold a worker for hours and beat's kicks stay cheap.
@@ -51,5 +54,8 @@ def cascade_fallbacks() -> int:
 def poll_statuses() -> int:
     moved = 0
     for gateway in Gateway.objects.filter(enabled=True):
-        moved += delivery.statuses_poll(gateway=gateway)
+        try:
+            moved += delivery.statuses_poll(gateway=gateway)
+        except Exception:  # one provider's outage must not stop polling the others
+            log.exception("polling gateway %s failed", gateway.pk)
     return moved

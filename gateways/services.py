@@ -109,9 +109,12 @@ def content_errors(*, channel: str, content: dict[str, Any], gateway: Gateway | 
     gateways = [gateway] if gateway else list(Gateway.objects.filter(channel=channel, enabled=True))
     errors: list[str] = []
     for gw in gateways:
-        adapter_cls = providers.get(gw.provider)
-        for error in adapter_cls(GatewaySettings(gw.pk, dict(gw.config), gw.sender)).content_errors(content):
-            text = f"{gw.name}: {error}"
-            if text not in errors:
-                errors.append(text)
+        adapter = providers.get(gw.provider)(GatewaySettings(gw.pk, dict(gw.config), gw.sender))
+        try:
+            for error in adapter.content_errors(content):
+                text = f"{gw.name}: {error}"
+                if text not in errors:
+                    errors.append(text)
+        finally:
+            adapter.close()
     return errors

@@ -45,8 +45,18 @@ def open_pixel_url(ref: str) -> str:
     return _base() + reverse("communications:open", args=[ref])
 
 
+_SAMPLE_REF = "00000000-0000-0000-0000-000000000000"
+
+
 def unsubscribe_url(ref) -> str:
-    return _base() + reverse("communications:unsubscribe", args=[str(ref)])
+    # reverse() once per process; per message only the ref changes.
+    global _unsubscribe_pattern
+    if _unsubscribe_pattern is None:
+        _unsubscribe_pattern = reverse("communications:unsubscribe", args=[_SAMPLE_REF])
+    return _base() + _unsubscribe_pattern.replace(_SAMPLE_REF, str(ref))
+
+
+_unsubscribe_pattern: str | None = None
 
 
 def email_prepare(content: dict, *, ref, unsubscribe: str) -> dict:

@@ -182,6 +182,12 @@ class Provider:
     def poll(self, provider_ids: Sequence[str]) -> list[StatusUpdate]:
         return []
 
+    def receipts(self) -> list[StatusUpdate]:
+        """Statuses the adapter has already received on its own connection (SMPP
+        delivery receipts that arrive while sending); the pipeline applies them after
+        each batch. Never blocks."""
+        return []
+
     def content_errors(self, content: dict[str, Any]) -> list[str]:
         return []
 

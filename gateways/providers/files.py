@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from gateways.providers._email import mime_build
+from gateways.providers._email import mime_bytes
 from gateways.providers._sms import sms_length
 from gateways.providers.base import (
     CHANNELS,
@@ -71,9 +71,7 @@ class FileProvider(_Local):
         for message in batch:
             path = self._path(message)
             if message.channel == EMAIL:
-                path.write_bytes(
-                    bytes(mime_build(message, sender=self.settings.sender or "loyalty@localhost"))
-                )
+                path.write_bytes(mime_bytes(message, sender=self.settings.sender or "loyalty@localhost").data)
             else:
                 path.write_text(_summary(message), encoding="utf-8")
             results.append(
