@@ -128,6 +128,7 @@ else:
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -177,6 +178,9 @@ EMAIL_FILE_PATH = OUTBOX_DIR / "email"
 # Where members' devices and providers reach this site: tracking links, unsubscribe
 # pages and provider callbacks are built on it.
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000")
+# How long a dispatch worker holds a claimed batch; a dead worker's messages return to
+# the queue after it.
+DELIVERY_LEASE_SECONDS = env.int("DELIVERY_LEASE_SECONDS", default=300)
 # Fernet key for gateway credentials at rest; derived from SECRET_KEY when unset.
 GATEWAY_SECRETS_KEY = env.str("GATEWAY_SECRETS_KEY", default="")
 

@@ -57,7 +57,11 @@ from gateways.services import gateway_for_channel, gateway_provider
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+
 BACKOFF_BASE = 30.0  # seconds; doubled per attempt, jittered, capped
 BACKOFF_CAP = 3600.0
 TABLE = Message._meta.db_table
@@ -336,7 +340,7 @@ def _claim(gateway: Gateway, limit: int, now: datetime) -> tuple[uuid.UUID, list
             cursor.execute(
                 f"UPDATE {TABLE} SET status = %s, status_at = %s, lease_until = %s, lease_token = %s,"
                 f" attempts = attempts + 1 WHERE id IN ({placeholders})",
-                [Status.SENDING, _dtp(now), _dtp(now + LEASE), _uuid_param(token), *ids],
+                [Status.SENDING, _dtp(now), _dtp(now + lease()), _uuid_param(token), *ids],
             )
         rows = list(Message.objects.filter(id__in=ids).values(*CLAIM_COLUMNS))
         stale_set = set(stale)
@@ -390,7 +394,7 @@ def _claim_postgres(gateway: Gateway, limit: int, now: datetime, token: uuid.UUI
                 "gw": gateway.pk,
                 "now": now,
                 "limit": limit,
-                "lease": now + LEASE,
+                "lease": now + lease(),
                 "token": token,
                 "stale_reason": str(_("lease expired, sending again")),
             },

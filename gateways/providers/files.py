@@ -63,8 +63,8 @@ class FileProvider(_Local):
     def _path(self, message: OutgoingMessage) -> Path:
         folder = Path(settings.OUTBOX_DIR) / message.channel
         folder.mkdir(parents=True, exist_ok=True)
-        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-        return folder / f"{stamp}-{message.ref}.{'eml' if message.channel == EMAIL else 'txt'}"
+        # Named by the message ref alone: a retried message overwrites its own file.
+        return folder / f"{message.ref}.{'eml' if message.channel == EMAIL else 'txt'}"
 
     def send(self, batch: Sequence[OutgoingMessage]) -> list[SendResult]:
         results = []

@@ -209,7 +209,7 @@ def test_a_dead_workers_lease_runs_out_and_the_message_goes_once(make_gateway, m
     assert [r["id"] for r in rows] == [message.pk]
     # when: another worker looks before the lease ends, then after
     assert dispatch_batch(gateway=gateway).claimed == 0
-    time_machine.move_to(NOON + delivery.LEASE + dt.timedelta(seconds=1), tick=False)
+    time_machine.move_to(NOON + delivery.lease() + dt.timedelta(seconds=1), tick=False)
     report = dispatch_batch(gateway=gateway)
     # then
     message.refresh_from_db()
