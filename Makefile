@@ -24,6 +24,7 @@ demo: migrate
 	$(PY) manage.py seed_demo --if-empty --members $(DEMO_MEMBERS)
 	$(PY) manage.py recompute_rfm --rebuild-stats
 	$(PY) manage.py seed_demo_segments
+	$(PY) manage.py seed_demo_gateways
 
 # Web + Celery worker + beat on the embedded default (SQLite, filesystem broker).
 run: demo

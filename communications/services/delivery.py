@@ -58,9 +58,9 @@ from gateways.services import gateway_for_channel, gateway_provider
 log = logging.getLogger(__name__)
 
 
-
 def lease() -> timedelta:
     return timedelta(seconds=settings.DELIVERY_LEASE_SECONDS)
+
 
 BACKOFF_BASE = 30.0  # seconds; doubled per attempt, jittered, capped
 BACKOFF_CAP = 3600.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html as html_lib
 import re
 from urllib.parse import urlencode
 
@@ -72,10 +73,11 @@ def email_prepare(content: dict, *, ref, unsubscribe: str) -> dict:
         return {**content, "text": text} if text != content.get("text") else content
 
     def rewrite(match: re.Match) -> str:
-        url = match.group(3)
+        url = html_lib.unescape(match.group(3))  # the attribute is HTML-escaped (&amp;)
         if unsubscribe and url == unsubscribe:
             return match.group(0)
-        return f"{match.group(1)}{match.group(2)}{click_url(ref, url)}{match.group(2)}"
+        tracked = html_lib.escape(click_url(ref, url), quote=True)
+        return f"{match.group(1)}{match.group(2)}{tracked}{match.group(2)}"
 
     html = _HREF.sub(rewrite, html)
     pixel = f'<img src="{open_pixel_url(ref)}" width="1" height="1" alt="" style="display:none">'

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from django.conf import settings
-from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from gateways.providers._email import mime_bytes
