@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from gateways.providers import CHANNELS, providers
 from gateways.providers.base import CHANNEL_LABELS
@@ -55,7 +56,7 @@ class Gateway(models.Model):
     max_attempts = models.PositiveSmallIntegerField(
         _("attempts before giving up"), default=6, validators=[MinValueValidator(1)]
     )
-    enabled = models.BooleanField(_("enabled"), default=True)
+    enabled = models.BooleanField(pgettext_lazy("gateway", "enabled"), default=True)
     webhook_token = models.CharField(
         _("callback secret"), max_length=64, default=_webhook_token, editable=False, unique=True
     )

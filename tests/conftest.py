@@ -21,6 +21,17 @@ def pytest_report_header(config):
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    """Each test starts in the default language (a request through LocaleMiddleware
+    leaves its language active in the thread)."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
+@pytest.fixture(autouse=True)
 def _isolated_dirs(settings, tmp_path):
     settings.OUTBOX_DIR = tmp_path / "outbox"
     settings.EMAIL_FILE_PATH = tmp_path / "outbox" / "email"

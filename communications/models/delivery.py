@@ -13,6 +13,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from gateways.models import CHANNEL_CHOICES
 
@@ -94,7 +95,7 @@ class Message(models.Model):
         default=False,
         help_text=_("An attempt's outcome was lost on a provider that does not deduplicate."),
     )
-    expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
+    expires_at = models.DateTimeField(pgettext_lazy("message", "expires at"), null=True, blank=True)
 
     provider_message_id = models.CharField(_("provider message id"), max_length=128, blank=True, default="")
     segments = models.PositiveSmallIntegerField(_("segments"), default=0)

@@ -27,7 +27,7 @@ from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
 from communications.models import ChannelPolicy, Message, Purpose, Status, Suppression
-from communications.models.delivery import MARKETING_ONLY_REASONS
+from communications.models.delivery import MARKETING_ONLY_REASONS, SuppressionReason
 from loyalty.models import Consent, Member, MemberState
 from loyalty.models.members import ContactStatus
 
@@ -150,9 +150,8 @@ def budget_apply(rows: list[dict], *, now: datetime) -> BudgetDecision:
                 continue
         reason = suppressed.get((channel, r["address"]))
         if reason and not (transactional and reason in MARKETING_ONLY_REASONS):
-            decision.suppressed[r["id"]] = _("address on the suppression list: %(reason)s") % {
-                "reason": reason
-            }
+            label = SuppressionReason(reason).label if reason in SuppressionReason.values else reason
+            decision.suppressed[r["id"]] = _("address on the suppression list: %(reason)s") % {"reason": label}
             continue
         start, end, daily, weekly = rules.get(channel, (None, None, None, None))
         if not transactional and start is not None and end is not None:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import NoReturn
 
 from django import forms
-from django.utils.translation import gettext as _g
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from smpplib import client as smpp_client
 from smpplib import command_codes, consts, exceptions, smpp
@@ -649,7 +649,7 @@ class Smpp(Provider):
         errors = text_errors(content, limit=MAX_PARTS * 153)
         text = content.get("text") or ""
         if not errors and len(split_text(text, ref16=self.ref16)[1]) > MAX_PARTS:
-            errors.append(_g("The text needs more than %(n)s SMS parts.") % {"n": MAX_PARTS})
+            errors.append(gettext("The text needs more than %(n)s SMS parts.") % {"n": MAX_PARTS})
         return errors
 
     def segments(self, content):

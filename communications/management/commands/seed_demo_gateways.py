@@ -37,7 +37,9 @@ class Command(BaseCommand):
             )
             added += 1
         if not Cascade.objects.exists():
-            cascade = Cascade.objects.create(name="Viber → SMS", description="Viber first; SMS when Viber cannot reach.")
+            cascade = Cascade.objects.create(
+                name="Viber → SMS", description="Viber first; SMS when Viber cannot reach."
+            )
             CascadeStep.objects.create(cascade=cascade, order=0, channel="viber", wait_minutes=60)
             CascadeStep.objects.create(cascade=cascade, order=1, channel="sms")
         self.stdout.write(f"{added} file gateways added.")
