@@ -3,6 +3,7 @@
 from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
@@ -14,10 +15,15 @@ from loyalty.admin.mixins import CsvExportMixin, ReadOnlyAdminMixin
 
 class MessageStatusInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = MessageStatus
-    fields = ("at", "status", "reason", "attempt")
+    fields = ("moment", "status", "reason", "attempt")
     readonly_fields = fields
     extra = 0
     can_delete = False
+
+    @admin.display(description=_("at"))
+    def moment(self, obj):
+        # To the second, in the viewer's time zone: moves often come within one minute.
+        return localtime(obj.at).strftime("%Y-%m-%d %H:%M:%S")
 
 
 @admin.register(Message)
@@ -25,12 +31,12 @@ class MessageAdmin(CsvExportMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "created_at",
-        "member_link",
-        "channel",
-        "gateway",
-        "address",
         "status",
+        "channel",
+        "member_link",
+        "address",
         "reason",
+        "gateway",
         "attempts",
         "cost",
         "origin",
@@ -73,8 +79,21 @@ class MessageAdmin(CsvExportMixin, admin.ModelAdmin):
         ),
     )
 
+    class Media:
+        css = {"all": ["communications/admin.css"]}
+
     def get_readonly_fields(self, request, obj=None):
         return [f for group in self.fieldsets for f in group[1]["fields"]]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        # A message is a record, not a form: no save buttons.
+        extra_context = {
+            **(extra_context or {}),
+            "show_save": False,
+            "show_save_and_continue": False,
+            "show_save_and_add_another": False,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def has_add_permission(self, request):
         return False

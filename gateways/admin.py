@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from gateways.crypto import secrets_decrypt
@@ -20,7 +21,7 @@ PREFIX = "cfg_"
 
 
 class GatewayForm(forms.ModelForm):
-    provider = forms.ChoiceField(label=_("provider"), choices=())
+    provider = forms.ChoiceField(label=capfirst(_("provider")), choices=())
 
     class Meta:
         model = Gateway
@@ -59,6 +60,7 @@ class GatewayForm(forms.ModelForm):
                 and name in self.instance.config
             ):
                 field.initial = self.instance.config[name]
+            field.label = capfirst(field.label)
             self.fields[PREFIX + name] = field
             self.config_names.append(name)
 

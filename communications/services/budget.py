@@ -151,7 +151,9 @@ def budget_apply(rows: list[dict], *, now: datetime) -> BudgetDecision:
         reason = suppressed.get((channel, r["address"]))
         if reason and not (transactional and reason in MARKETING_ONLY_REASONS):
             label = SuppressionReason(reason).label if reason in SuppressionReason.values else reason
-            decision.suppressed[r["id"]] = _("address on the suppression list: %(reason)s") % {"reason": label}
+            decision.suppressed[r["id"]] = _("address on the suppression list: %(reason)s") % {
+                "reason": label
+            }
             continue
         start, end, daily, weekly = rules.get(channel, (None, None, None, None))
         if not transactional and start is not None and end is not None:
