@@ -177,6 +177,7 @@ class GatewayAdmin(CsvExportMixin, admin.ModelAdmin):
         if not self.has_change_permission(request, gateway):
             return redirect("admin:index")
         form = TestMessageForm(request.POST or None)
+        message = None
         if request.method == "POST" and form.is_valid():
             text = form.cleaned_data["text"]
             content = None
@@ -184,11 +185,21 @@ class GatewayAdmin(CsvExportMixin, admin.ModelAdmin):
                 content = {
                     "sms": {"text": text},
                     "viber": {"text": text},
-                    "email": {"subject": str(_("Test message")), "text": text, "html": f"<p>{text}</p>"},
+                    "email": {
+                        "subject": str(_("Test message")),
+                        "text": text,
+                        "html": format_html("<p>{}</p>", text),
+                    },
                     "push": {"title": str(_("Test message")), "body": text},
                     "social": {"template_id": "test", "text": text},
                 }[gateway.channel]
-            message = test_message_send(gateway=gateway, to=form.cleaned_data["to"], content=content)
+            try:
+                message = test_message_send(gateway=gateway, to=form.cleaned_data["to"], content=content)
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+                message = None
+        if message is not None:
             if message.status == "queued":
                 dispatch_batch(gateway=gateway)  # send it now so the marketer sees the answer
             message.refresh_from_db()

@@ -32,6 +32,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -53,7 +54,7 @@ from communications.services.tracking import email_prepare, unsubscribe_url
 from gateways import ratelimit
 from gateways.models import Cascade, Gateway
 from gateways.providers import Lifecycle, Outcome, OutgoingMessage, ProviderError, SendResult, StatusUpdate
-from gateways.services import gateway_for_channel, gateway_provider
+from gateways.services import content_errors, gateway_for_channel, gateway_provider
 
 log = logging.getLogger(__name__)
 
@@ -890,6 +891,22 @@ def statuses_poll(*, gateway: Gateway, max_age: timedelta = timedelta(hours=48),
     return status_updates_apply(gateway=gateway, updates=adapter.poll(pids))
 
 
+def _test_address(channel: str, to: str) -> str:
+    """The address normalised for the channel; ``ValidationError`` on ``to`` otherwise."""
+    from loyalty.services.contacts import email_parse, phone_parse
+
+    try:
+        if channel in ("sms", "viber", "social"):
+            return phone_parse(to).e164
+        if channel == "email":
+            return email_parse(to)
+    except ValidationError as exc:
+        raise ValidationError({"to": exc.messages}) from exc
+    if not to.strip():
+        raise ValidationError({"to": [_("Enter the device token.")]})
+    return to.strip()
+
+
 def test_message_send(*, gateway: Gateway, to: str, content: dict[str, Any] | None = None) -> Message:
     """A test message to any address through ``gateway`` (a watcher, the operator)."""
     text = _("Test message from %(program)s") % {"program": settings.LOYALTY["PROGRAM_NAME"]}
@@ -901,6 +918,10 @@ def test_message_send(*, gateway: Gateway, to: str, content: dict[str, Any] | No
         "social": {"template_id": "test", "text": text},
     }
     content = content or defaults[gateway.channel]
+    to = _test_address(gateway.channel, to)
+    errors = content_errors(channel=gateway.channel, content=content, gateway=gateway)
+    if errors:
+        raise ValidationError({"text": errors})
     return message_send(
         channel=gateway.channel,
         content=content,

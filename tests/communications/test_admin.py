@@ -130,3 +130,26 @@ def test_gateway_test_command_sends_through_the_file_gateway(make_gateway, capsy
     assert "Delivered" in out or "delivered" in out
     (eml,) = (settings.OUTBOX_DIR / "email").iterdir()
     assert eml.suffix == ".eml" and "anna@example.com" in eml.read_text()
+
+
+def test_a_test_message_to_a_bad_address_or_with_refused_content_is_refused_on_its_field(
+    marketer_client, make_gateway
+):
+    sms = make_gateway("file_sms", name="SMS files")
+    response = marketer_client.post(f"/admin/gateways/gateway/{sms.pk}/test/", {"to": "12"})
+    assert response.status_code == 200 and "to" in response.context["form"].errors
+    viber = make_gateway("devino_viber", name="Viber", config={"api_key": "k"})
+    response = marketer_client.post(
+        f"/admin/gateways/gateway/{viber.pk}/test/", {"to": "+79160000001", "text": "x" * 1001}
+    )
+    assert response.status_code == 200
+    assert "1000" in " ".join(response.context["form"].errors["text"])
+    assert not Message.objects.exists()
+
+
+def test_gateway_test_command_names_a_bad_address(make_gateway):
+    from django.core.management.base import CommandError
+
+    make_gateway("file_email", name="Mail files")
+    with pytest.raises(CommandError, match="to:"):
+        call_command("gateway_test", "Mail files", "--to", "not-an-email")

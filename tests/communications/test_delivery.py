@@ -299,3 +299,41 @@ def test_expired_messages_are_not_sent(noon, make_gateway, make_member):
     dispatch_batch(gateway=gateway)
     message.refresh_from_db()
     assert message.status == Status.EXPIRED
+
+
+def test_a_push_token_the_provider_calls_invalid_is_retired(noon, make_gateway, make_member, monkeypatch):
+    from gateways.providers import Outcome, SendResult
+    from gateways.providers.files import FileProvider
+
+    # given a provider that answers "unregistered" for one token
+    def send(self, batch):
+        return [
+            SendResult(m.id, Outcome.PERMANENT, reason="UNREGISTERED", retire_address=True)
+            if m.to == "dead-token"
+            else SendResult(m.id, Outcome.ACCEPTED)
+            for m in batch
+        ]
+
+    gateway = make_gateway("file_push")
+    monkeypatch.setattr(FileProvider, "send", send)
+    alive, dead = make_member(), make_member()
+    alive.device_tokens.create(app="club.app", platform="android", token="live-token")
+    dead.device_tokens.create(app="club.app", platform="android", token="dead-token")
+    for m in (alive, dead):
+        message_send(
+            member=m, channel="push", content={"title": "t", "body": "b"}, origin=Origin.MAILING, origin_id=1
+        )
+    # when
+    dispatch_batch(gateway=gateway)
+    # then
+    token = dead.device_tokens.get()
+    assert token.active is False and token.retired_reason == "UNREGISTERED"
+    assert alive.device_tokens.get().active is True
+    assert Message.objects.get(member=dead).status == Status.FAILED
+    # and the next push to that member has no token to go to
+    message = message_send(
+        member=dead, channel="push", content={"title": "t"}, origin=Origin.MAILING, origin_id=2
+    )
+    dispatch_batch(gateway=gateway)
+    message.refresh_from_db()
+    assert message.status == Status.SUPPRESSED and message.reason == "no contact on this channel"

@@ -1,5 +1,6 @@
 import time
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
@@ -40,7 +41,10 @@ class Command(BaseCommand):
                 "push": {"title": _("Test message"), "body": text},
                 "social": {"template_id": "test", "text": text},
             }[gw.channel]
-        message = test_message_send(gateway=gw, to=to, content=content)
+        try:
+            message = test_message_send(gateway=gw, to=to, content=content)
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
         dispatch_batch(gateway=gw)
         deadline = time.monotonic() + wait
         message.refresh_from_db()
