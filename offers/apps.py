@@ -5,3 +5,9 @@ from django.utils.translation import gettext_lazy as _
 class OffersConfig(AppConfig):
     name = "offers"
     verbose_name = _("Offers")
+
+    def ready(self):
+        from loyalty.events import event_handlers
+        from offers.services import event_offers_run
+
+        event_handlers.register("*")(event_offers_run)

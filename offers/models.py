@@ -1,1 +1,165 @@
-"""Models arrive with this app's issue; the app is registered so its migrations have a home."""
+"""Offers, their versions, counters, and what offers did.
+
+An offer reacts to one event type; its ``rules`` are a list of ``{"filters": [...],
+"actions": [...]}``, each entry ``{"key", "params"}`` from the catalogs
+(``offers.catalog``), validated by ``offers.services.offer_save``. Only a draft is edited
+freely; changing an active offer keeps the previous rules as an ``OfferVersion``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class OfferStatus(models.TextChoices):
+    DRAFT = "draft", _("draft")
+    ACTIVE = "active", _("active")
+    PAUSED = "paused", _("paused")
+    FINISHED = "finished", _("finished")
+    ARCHIVED = "archived", _("archived")
+
+
+class Offer(models.Model):
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    event_type = models.CharField(_("event"), max_length=48)
+    status = models.CharField(
+        _("status"), max_length=16, choices=OfferStatus.choices, default=OfferStatus.DRAFT
+    )
+    starts_at = models.DateTimeField(_("starts"), null=True, blank=True)
+    ends_at = models.DateTimeField(_("ends"), null=True, blank=True)
+    priority = models.PositiveIntegerField(
+        _("priority"), default=100, help_text=_("Lower numbers run first.")
+    )
+    stop_further = models.BooleanField(
+        _("stop further offers"),
+        default=False,
+        help_text=_("When this offer applies, offers after it do not run."),
+    )
+    audience = models.ForeignKey(
+        "segments.TargetAudience",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        verbose_name=_("target audience"),
+        help_text=_("Empty: every member (and anonymous receipts)."),
+    )
+    rules = models.JSONField(_("rules"), default=list, blank=True)
+    version = models.PositiveIntegerField(_("version"), default=1)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False
+    )
+
+    class Meta:
+        verbose_name = _("offer")
+        verbose_name_plural = _("offers")
+        ordering = ["priority", "pk"]
+        indexes = [models.Index(fields=["status", "event_type"], name="offer_active_event")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class OfferVersion(models.Model):
+    offer = models.ForeignKey(Offer, models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField(_("version"))
+    rules = models.JSONField(_("rules"))
+    options = models.JSONField(_("settings"), default=dict)
+    created_at = models.DateTimeField(_("replaced at"), default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("offer version")
+        verbose_name_plural = _("offer versions")
+        ordering = ["offer", "-number"]
+        constraints = [models.UniqueConstraint(fields=["offer", "number"], name="offer_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.offer} v{self.number}"
+
+
+class OffersState(models.Model):
+    """One row: bumped whenever an active offer changes, so every process recompiles."""
+
+    version = models.PositiveBigIntegerField(default=0)
+
+
+class CounterPeriod(models.TextChoices):
+    ALL = "all", _("all time")
+    DAY = "day", _("day")
+    WEEK = "week", _("week")
+    MONTH = "month", _("month")
+
+
+class Counter(models.Model):
+    key = models.SlugField(_("key"), max_length=48, unique=True)
+    name = models.CharField(_("name"), max_length=100)
+    period = models.CharField(
+        _("period"), max_length=8, choices=CounterPeriod.choices, default=CounterPeriod.ALL
+    )
+
+    class Meta:
+        verbose_name = _("counter")
+        verbose_name_plural = _("counters")
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CounterValue(models.Model):
+    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="counter_values")
+    counter = models.ForeignKey(Counter, models.CASCADE, related_name="values")
+    period_start = models.DateField(_("period from"))
+    value = models.DecimalField(_("value"), max_digits=14, decimal_places=2, default=0)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("counter value")
+        verbose_name_plural = _("counter values")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "counter", "period_start"], name="counter_value_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.counter}: {self.value}"
+
+
+class PersonalProduct(models.Model):
+    """A product the member picked for the personal-products offer of a period."""
+
+    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="personal_products")
+    product = models.ForeignKey("loyalty.Product", models.CASCADE, verbose_name=_("product"))
+    valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
+    valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("personal product")
+        verbose_name_plural = _("personal products")
+        indexes = [models.Index(fields=["member", "valid_from"], name="personal_product_member")]
+
+    def __str__(self) -> str:
+        return str(self.product)
+
+
+class OfferApplication(models.Model):
+    """What an offer did on one confirmed receipt or processed event."""
+
+    offer = models.ForeignKey(Offer, models.CASCADE, related_name="applications")
+    member = models.ForeignKey("loyalty.Member", models.SET_NULL, null=True, blank=True)
+    receipt = models.ForeignKey("loyalty.Receipt", models.CASCADE, null=True, blank=True)
+    event = models.ForeignKey("loyalty.MemberEvent", models.SET_NULL, null=True, blank=True)
+    discount = models.DecimalField(_("discount"), max_digits=14, decimal_places=2, default=0)
+    bonus = models.DecimalField(_("bonuses"), max_digits=14, decimal_places=2, default=0)
+    at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("offer application")
+        verbose_name_plural = _("offer applications")
+        indexes = [models.Index(fields=["offer", "at"], name="offer_application_at")]
+
+    def __str__(self) -> str:
+        return f"{self.offer} @ {self.at:%Y-%m-%d}"

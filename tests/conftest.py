@@ -32,6 +32,14 @@ def _default_language():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_offers():
+    from offers.selectors import offers_cache_clear
+
+    offers_cache_clear()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _isolated_dirs(settings, tmp_path):
     settings.OUTBOX_DIR = tmp_path / "outbox"
     settings.EMAIL_FILE_PATH = tmp_path / "outbox" / "email"

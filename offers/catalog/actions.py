@@ -1,0 +1,248 @@
+"""Offer actions: what a rule does when its filters pass.
+
+``apply(ctx, result, lines, offer, rule, limits)`` adds to the ``Result``; ``lines`` are
+the receipt lines the rule's line filters left (all lines when it has none). Actions
+never touch the database: the services turn the result into ledger entries, messages,
+counters and statuses when the purchase is confirmed or the event is processed.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_DOWN, ROUND_HALF_UP, ROUND_UP, Decimal
+from typing import ClassVar
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from offers.catalog.base import CatalogEntry, Registry
+from offers.engine import CENT, ZERO, Accrual, CompiledOffer, Context, Effect, Limits, Line, Result
+
+
+class OfferAction(CatalogEntry):
+    purchase_only: ClassVar[bool] = False
+
+    def apply(
+        self, ctx: Context, result: Result, lines: list[Line], offer: CompiledOffer, rule: int, limits: Limits
+    ) -> None:
+        raise NotImplementedError
+
+
+offer_actions: Registry[type[OfferAction]] = Registry("action")
+
+ROUNDING = [
+    ("kopeck", _("to the kopeck")),
+    ("ruble_down", _("down to whole rubles")),
+    ("ruble_up", _("up to whole rubles")),
+    ("ruble_half", _("to the nearest ruble")),
+]
+
+
+def rounded(value: Decimal, rule: str) -> Decimal:
+    if rule == "ruble_down":
+        return value.quantize(Decimal("1"), rounding=ROUND_DOWN)
+    if rule == "ruble_up":
+        return value.quantize(Decimal("1"), rounding=ROUND_UP)
+    if rule == "ruble_half":
+        return value.quantize(Decimal("1"), rounding=ROUND_HALF_UP)
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+class DiscountParams(forms.Form):
+    kind = forms.ChoiceField(
+        label=_("discount"), choices=[("percent", _("percentage")), ("fixed", _("fixed amount"))]
+    )
+    value = forms.DecimalField(label=_("value"), min_value=Decimal("0.01"), decimal_places=2)
+    target = forms.ChoiceField(
+        label=_("applies to"),
+        choices=[
+            ("lines", _("each chosen line")),
+            ("receipt", _("the receipt, spread over the chosen lines")),
+        ],
+        initial="lines",
+    )
+    rounding = forms.ChoiceField(label=_("rounding"), choices=ROUNDING, initial="kopeck")
+    min_line_price = forms.DecimalField(
+        label=_("minimum price per unit after discount"), min_value=0, decimal_places=2, required=False
+    )
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("kind") == "percent" and cleaned.get("value") and cleaned["value"] > 100:
+            self.add_error("value", _("A percentage cannot exceed 100."))
+        return cleaned
+
+
+@offer_actions.register
+class DiscountAction(OfferAction):
+    """A percentage or a fixed amount off the chosen lines (or the receipt, spread over
+    them in proportion), rounded by rule, never below the minimum unit price nor above
+    the program's maximum share of a line."""
+
+    key = "discount"
+    label = _("Discount")
+    params = DiscountParams
+    purchase_only = True
+
+    def setup(self, params):
+        self.kind = params["kind"]
+        self.value = Decimal(params["value"])
+        self.target = params.get("target", "lines")
+        self.rounding = params.get("rounding", "kopeck")
+        self.min_price = Decimal(params.get("min_line_price") or 0)
+
+    def _room(self, line: Line, limits: Limits) -> Decimal:
+        cap = (line.amount * limits.max_line_discount_share).quantize(CENT, rounding=ROUND_DOWN)
+        floor = (max(self.min_price, line.min_price) * line.quantity).quantize(CENT)
+        return max(ZERO, min(cap - line.discount, line.amount - floor - line.discount))
+
+    def apply(self, ctx, result, lines, offer, rule, limits):
+        if not lines:
+            return
+        wanted: dict[int, Decimal] = {}
+        if self.kind == "percent":
+            for ln in lines:
+                wanted[ln.index] = rounded(ln.total * self.value / 100, self.rounding)
+        elif self.target == "lines":
+            for ln in lines:
+                wanted[ln.index] = rounded(self.value * ln.quantity, self.rounding)
+        else:
+            base = sum((ln.total for ln in lines), ZERO)
+            if base <= 0:
+                return
+            left = min(self.value, base)
+            for i, ln in enumerate(lines):
+                share = (
+                    left
+                    if i == len(lines) - 1
+                    else (self.value * ln.total / base).quantize(CENT, rounding=ROUND_DOWN)
+                )
+                share = min(share, left)
+                wanted[ln.index] = share
+                left -= share
+        total = ZERO
+        touched = []
+        for ln in lines:
+            amount = min(wanted.get(ln.index, ZERO), self._room(ln, limits))
+            if amount > 0:
+                ln.discount += amount
+                total += amount
+                touched.append(ln.index)
+        if total > 0:
+            result.effects.append(Effect(offer.id, offer.name, rule, self.key, total, ctx.currency, touched))
+
+
+class BonusParams(forms.Form):
+    kind = forms.ChoiceField(
+        label=_("bonus points"),
+        choices=[("percent", _("percentage of the amount paid")), ("fixed", _("fixed number"))],
+    )
+    value = forms.DecimalField(label=_("value"), min_value=Decimal("0.01"), decimal_places=2)
+    per = forms.ChoiceField(
+        label=_("counted"),
+        choices=[("receipt", _("once per receipt")), ("line", _("per chosen line (per unit)"))],
+        initial="receipt",
+    )
+    currency = forms.CharField(
+        label=_("bonus currency code"), required=False, help_text=_("Empty: the default currency.")
+    )
+    lifetime_days = forms.IntegerField(label=_("lifetime, days"), min_value=1, required=False)
+    delay_days = forms.IntegerField(label=_("activation delay, days"), min_value=0, required=False, initial=0)
+
+
+def _currency_check(params: dict) -> None:
+    from loyalty.models import Currency
+
+    code = params.get("currency")
+    if code and not Currency.objects.filter(code=code).exists():
+        raise ValidationError(_("Unknown bonus currency %(code)s.") % {"code": code})
+
+
+@offer_actions.register
+class BonusAction(OfferAction):
+    """Bonus points for the purchase: a percentage of what the chosen lines cost after
+    discounts, or a fixed number per receipt or per unit of the chosen lines."""
+
+    key = "bonus"
+    label = _("Bonus points")
+    params = BonusParams
+    purchase_only = True
+    clean_params = staticmethod(_currency_check)
+
+    def setup(self, params):
+        self.kind = params["kind"]
+        self.value = Decimal(params["value"])
+        self.per = params.get("per", "receipt")
+        self.currency = params.get("currency", "")
+        self.lifetime = params.get("lifetime_days")
+        self.delay = int(params.get("delay_days") or 0)
+
+    def apply(self, ctx, result, lines, offer, rule, limits):
+        if not lines:
+            return
+        if self.kind == "percent":
+            amount = sum((ln.total for ln in lines), ZERO) * self.value / 100
+        elif self.per == "line":
+            amount = self.value * sum((ln.quantity for ln in lines), ZERO)
+        else:
+            amount = self.value
+        amount = amount.quantize(CENT, rounding=ROUND_DOWN)
+        if amount <= 0:
+            return
+        result.accruals.append(Accrual(offer.id, amount, self.currency, self.lifetime, self.delay))
+        result.effects.append(
+            Effect(offer.id, offer.name, rule, self.key, amount, self.currency, [ln.index for ln in lines])
+        )
+
+
+class TextParams(forms.Form):
+    text = forms.CharField(
+        label=_("text"),
+        widget=forms.Textarea(attrs={"rows": 3}),
+        max_length=1000,
+        help_text=_("Metavariables in double braces, e.g. {{ discount }} or {{ first_name }}."),
+    )
+
+
+def _template_check(params: dict) -> None:
+    from offers.metavariables import template_errors
+
+    errors = template_errors(params.get("text", ""))
+    if errors:
+        raise ValidationError(errors)
+
+
+@offer_actions.register
+class ChequeMessageAction(OfferAction):
+    """A line printed on the member's receipt ("Your discount is {{ discount }} p.")."""
+
+    key = "cheque_message"
+    label = _("Cheque message")
+    params = TextParams
+    purchase_only = True
+    clean_params = staticmethod(_template_check)
+
+    def setup(self, params):
+        self.text = params["text"]
+
+    def apply(self, ctx, result, lines, offer, rule, limits):
+        result.pending_texts.append(("cheque_messages", offer.id, self.text))
+        result.effects.append(Effect(offer.id, offer.name, rule, self.key, text=self.text))
+
+
+@offer_actions.register
+class CashierMessageAction(OfferAction):
+    """A message shown to the cashier at the till ("Offer the member a bag")."""
+
+    key = "cashier_message"
+    label = _("Message to cashier")
+    params = TextParams
+    purchase_only = True
+    clean_params = staticmethod(_template_check)
+
+    def setup(self, params):
+        self.text = params["text"]
+
+    def apply(self, ctx, result, lines, offer, rule, limits):
+        result.pending_texts.append(("cashier_messages", offer.id, self.text))
+        result.effects.append(Effect(offer.id, offer.name, rule, self.key, text=self.text))

@@ -1,0 +1,165 @@
+"""Building the engine's context from the database: a bounded number of queries, and
+only the member data the active offers' filters need."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.utils import timezone
+
+from loyalty.models import BonusAccount, Member, PointOfSale, Product, Receipt, ReceiptKind, ReceiptState
+from offers.engine import Context, Line, MemberInfo
+from offers.models import Counter, CounterPeriod, CounterValue, PersonalProduct
+
+
+@dataclass(frozen=True)
+class LineIn:
+    sku: str
+    quantity: Decimal
+    price: Decimal
+    name: str = ""
+
+
+def period_start(period: str, local: dt.datetime) -> dt.date:
+    day = local.date()
+    if period == CounterPeriod.DAY:
+        return day
+    if period == CounterPeriod.WEEK:
+        return day - dt.timedelta(days=day.weekday())
+    if period == CounterPeriod.MONTH:
+        return day.replace(day=1)
+    return dt.date(2000, 1, 1)
+
+
+def local_time(now: dt.datetime, zone_name: str) -> dt.datetime:
+    try:
+        zone = zoneinfo.ZoneInfo(zone_name or settings.TIME_ZONE)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
+    return now.astimezone(zone)
+
+
+def member_info(member: Member, needs: frozenset[str], local_now: dt.datetime) -> MemberInfo:
+    info = MemberInfo(
+        id=member.pk,
+        first_name=member.first_name,
+        last_name=member.last_name,
+        middle_name=member.middle_name,
+        gender=member.gender,
+        birth_date=member.birth_date,
+        registered_at=member.registered_at,
+        status=member.status.code if member.status_id else "",
+        status_rank=member.status.rank if member.status_id else None,
+        referrer_id=member.referrer_id,
+    )
+    if "audiences" in needs:
+        from segments.models import AudienceMember
+
+        info.audiences = frozenset(
+            AudienceMember.objects.filter(member=member).values_list("audience_id", flat=True)
+        )
+    if "segments" in needs:
+        from segments.services import member_segments
+
+        info.segments = frozenset(s.pk for s in member_segments(member))
+    if "counters" in needs:
+        counters = {c.pk: c for c in Counter.objects.all()}
+        values = {}
+        for row in CounterValue.objects.filter(member=member).values("counter_id", "period_start", "value"):
+            counter = counters.get(row["counter_id"])
+            if counter and row["period_start"] == period_start(counter.period, local_now):
+                values[counter.key] = row["value"]
+        info.counters = values
+    if "personal_products" in needs:
+        now = local_now
+        info.personal_products = frozenset(
+            PersonalProduct.objects.filter(member=member, valid_from__lte=now)
+            .exclude(valid_until__lte=now)
+            .values_list("product__sku", flat=True)
+        )
+    if "purchases" in needs:
+        info.purchases = Receipt.objects.filter(
+            member=member,
+            kind=ReceiptKind.SALE,
+            state__in=[ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED],
+        ).count()
+    if "balances" in needs:
+        info.balances = {
+            ("" if row["currency__is_default"] else row["currency__code"]): row["available"]
+            for row in BonusAccount.objects.filter(member=member).values(
+                "currency__code", "currency__is_default", "available"
+            )
+        }
+    return info
+
+
+def purchase_context(
+    *,
+    event: str,
+    point_of_sale: PointOfSale,
+    lines: list[LineIn],
+    payments: list[str] = (),
+    member: Member | None,
+    needs: frozenset[str],
+    now: dt.datetime | None = None,
+    payload: dict | None = None,
+) -> Context:
+    now = now or timezone.now()
+    local = local_time(now, point_of_sale.time_zone)
+    products = {
+        p["sku"]: p
+        for p in Product.objects.filter(sku__in={ln.sku for ln in lines}).values(
+            "id", "sku", "name", "group__path"
+        )
+    }
+    ctx_lines = []
+    for i, ln in enumerate(lines):
+        product = products.get(ln.sku)
+        ctx_lines.append(
+            Line(
+                index=i,
+                sku=ln.sku,
+                quantity=Decimal(ln.quantity),
+                price=Decimal(ln.price),
+                product_id=product["id"] if product else None,
+                group_path=product["group__path"] if product else "",
+                name=ln.name or (product["name"] if product else ""),
+            )
+        )
+    return Context(
+        event=event,
+        now=now,
+        local_now=local,
+        lines=ctx_lines,
+        member=member_info(member, needs | {"balances"}, local) if member else None,
+        point_of_sale_id=point_of_sale.pk,
+        partner_id=point_of_sale.partner_id,
+        sales_channel=point_of_sale.kind,
+        pos_attributes=point_of_sale.attributes or {},
+        payment_methods=frozenset(payments),
+        payload=payload or {},
+        currency=settings.LOYALTY["CURRENCY"],
+    )
+
+
+def event_context(
+    *, event: str, member: Member, needs: frozenset[str], payload: dict, point_of_sale=None, now=None
+) -> Context:
+    now = now or timezone.now()
+    local = local_time(now, point_of_sale.time_zone if point_of_sale else member.time_zone)
+    return Context(
+        event=event,
+        now=now,
+        local_now=local,
+        member=member_info(member, needs | {"balances"}, local),
+        point_of_sale_id=point_of_sale.pk if point_of_sale else None,
+        partner_id=point_of_sale.partner_id if point_of_sale else None,
+        sales_channel=point_of_sale.kind if point_of_sale else "",
+        pos_attributes=(point_of_sale.attributes or {}) if point_of_sale else {},
+        payload=payload,
+        currency=settings.LOYALTY["CURRENCY"],
+    )

@@ -1,0 +1,215 @@
+"""The offers engine: plain functions over dataclasses, no ORM inside the loop.
+
+``evaluate(ctx, offers)`` runs the compiled active offers of one event against a
+context (a receipt with its lines, or a member event) and returns a ``Result`` that says
+what each offer did: line discounts, bonuses to accrue, cheque and cashier messages,
+messages to send, counter changes, a status to assign. Offers run in priority order
+(lower number first); an offer marked *stop further offers* ends the run once it has
+applied. A line's discounts never exceed ``max_line_discount_share`` of the line;
+payment with bonuses is limited to ``max_bonus_payment_share`` of what is left to pay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from decimal import ROUND_DOWN, Decimal
+from typing import Any
+
+ZERO = Decimal("0")
+CENT = Decimal("0.01")
+
+
+def money(value: Decimal) -> Decimal:
+    return value.quantize(CENT)
+
+
+@dataclass
+class Line:
+    index: int
+    sku: str
+    quantity: Decimal
+    price: Decimal
+    product_id: int | None = None
+    group_path: str = ""  # "/food/coffee/" — the product's group and its ancestors as a path
+    name: str = ""
+    discount: Decimal = ZERO
+    min_price: Decimal = ZERO  # the lowest price per unit a discount may bring it to
+
+    @property
+    def amount(self) -> Decimal:
+        return money(self.quantity * self.price)
+
+    @property
+    def total(self) -> Decimal:
+        return self.amount - self.discount
+
+
+@dataclass
+class MemberInfo:
+    id: int
+    first_name: str = ""
+    last_name: str = ""
+    middle_name: str = ""
+    gender: str = ""
+    birth_date: dt.date | None = None
+    registered_at: dt.datetime | None = None
+    status: str = ""  # status code
+    status_rank: int | None = None
+    referrer_id: int | None = None
+    audiences: frozenset[int] = frozenset()
+    segments: frozenset[int] = frozenset()
+    counters: dict[str, Decimal] = field(default_factory=dict)
+    personal_products: frozenset[str] = frozenset()
+    purchases: int = 0  # confirmed purchases before this one
+    balances: dict[str, Decimal] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    event: str
+    now: dt.datetime
+    local_now: dt.datetime  # in the point of sale's (or the program's) time zone
+    lines: list[Line] = field(default_factory=list)
+    member: MemberInfo | None = None
+    point_of_sale_id: int | None = None
+    partner_id: int | None = None
+    sales_channel: str = ""
+    pos_attributes: dict[str, Any] = field(default_factory=dict)
+    payment_methods: frozenset[str] = frozenset()
+    payload: dict[str, Any] = field(default_factory=dict)  # the event's own values
+    currency: str = "RUB"
+
+    @property
+    def amount(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), ZERO)
+
+    @property
+    def total(self) -> Decimal:
+        return sum((ln.total for ln in self.lines), ZERO)
+
+    @property
+    def quantity(self) -> Decimal:
+        return sum((ln.quantity for ln in self.lines), ZERO)
+
+
+@dataclass
+class Effect:
+    """One thing one offer did, for the explainable result."""
+
+    offer_id: int
+    offer_name: str
+    rule: int
+    action: str
+    amount: Decimal = ZERO
+    currency: str = ""
+    lines: list[int] = field(default_factory=list)
+    text: str = ""
+
+
+@dataclass
+class Accrual:
+    offer_id: int
+    amount: Decimal
+    currency: str  # bonus currency code ("" = the program's default)
+    lifetime_days: int | None = None
+    delay_days: int = 0
+    account: str = ""  # the legal entity's account that funds it (additional bonus points)
+
+
+@dataclass
+class SendRequest:
+    offer_id: int
+    channel: str
+    content: dict[str, Any]
+    cascade_id: int | None = None
+
+
+@dataclass
+class Result:
+    effects: list[Effect] = field(default_factory=list)
+    accruals: list[Accrual] = field(default_factory=list)
+    cheque_messages: list[str] = field(default_factory=list)
+    cashier_messages: list[str] = field(default_factory=list)
+    sends: list[SendRequest] = field(default_factory=list)
+    counters: dict[str, Decimal] = field(default_factory=dict)  # counter key -> change
+    counter_sets: dict[str, Decimal] = field(default_factory=dict)  # counter key -> new value
+    status: str | None = None  # status code to assign
+    promo_codes: list[tuple[int, str]] = field(default_factory=list)
+    applied: list[int] = field(default_factory=list)  # offer ids, in order
+    max_bonus_payment: Decimal = ZERO
+    # Message templates waiting for the final figures: (list name, offer id, template).
+    pending_texts: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def discount_total(self) -> Decimal:
+        return sum((e.amount for e in self.effects if e.action == "discount"), ZERO)
+
+    def bonus_total(self, currency: str = "") -> Decimal:
+        return sum((a.amount for a in self.accruals if a.currency == currency), ZERO)
+
+
+@dataclass
+class CompiledRule:
+    filters: list  # filter instances
+    actions: list  # action instances
+
+
+@dataclass
+class CompiledOffer:
+    id: int
+    name: str
+    event: str
+    priority: int
+    stop_further: bool
+    starts_at: dt.datetime | None
+    ends_at: dt.datetime | None
+    audience_id: int | None
+    rules: list[CompiledRule]
+    version: int = 1
+
+    def in_period(self, now: dt.datetime) -> bool:
+        return (self.starts_at is None or self.starts_at <= now) and (
+            self.ends_at is None or now < self.ends_at
+        )
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_line_discount_share: Decimal = Decimal("0.9")
+    max_bonus_payment_share: Decimal = Decimal("0.5")
+
+
+def evaluate(ctx: Context, offers: list[CompiledOffer], limits: Limits = Limits()) -> Result:
+    result = Result()
+    for offer in offers:
+        if not offer.in_period(ctx.now):
+            continue
+        if offer.audience_id is not None and (
+            ctx.member is None or offer.audience_id not in ctx.member.audiences
+        ):
+            continue
+        applied = False
+        for index, rule in enumerate(offer.rules):
+            lines = ctx.lines
+            passed = True
+            for flt in rule.filters:
+                if flt.selects_lines:
+                    lines = flt.select(ctx, lines)
+                    passed = bool(lines)
+                else:
+                    passed = flt.passes(ctx)
+                if not passed:
+                    break
+            if not passed:
+                continue
+            applied = True
+            for action in rule.actions:
+                action.apply(ctx, result, lines, offer, index, limits)
+        if applied:
+            result.applied.append(offer.id)
+            if offer.stop_further:
+                break
+    result.max_bonus_payment = (ctx.total * limits.max_bonus_payment_share).quantize(
+        CENT, rounding=ROUND_DOWN
+    )
+    return result

@@ -1,0 +1,108 @@
+"""Metavariables: the values cheque messages, cashier messages and sent messages may use.
+
+Templates are rendered in a Jinja2 sandbox with only plain values in the context
+(strings, numbers, dates; no model instances), autoescape off for plain text, and a
+size limit on the output. A registry names each variable with a label and a function
+of (context, result); ``template_errors`` refuses, when an offer is saved, any
+variable the registry does not know, naming it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
+from jinja2 import StrictUndefined, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from offers.engine import Context, Result
+
+MAX_OUTPUT = 2000
+
+
+@dataclass(frozen=True)
+class Metavariable:
+    name: str
+    label: str | Promise
+    value: Callable[[Context, Result], Any]
+
+
+class MetavariableRegistry:
+    def __init__(self) -> None:
+        self._vars: dict[str, Metavariable] = {}
+
+    def register(self, name: str, label, value: Callable[[Context, Result], Any]) -> None:
+        self._vars[name] = Metavariable(name, label, value)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._vars
+
+    def __iter__(self):
+        return iter(self._vars.values())
+
+    def values(self, ctx: Context, result: Result) -> dict[str, Any]:
+        return {name: var.value(ctx, result) for name, var in self._vars.items()}
+
+
+metavariables = MetavariableRegistry()
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True)
+
+
+def _fmt(value: Decimal) -> str:
+    value = Decimal(value)
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
+
+
+def template_errors(text: str) -> list[str]:
+    try:
+        names = meta.find_undeclared_variables(_env.parse(text))
+    except TemplateSyntaxError as exc:
+        return [_("Template error on line %(line)s: %(error)s") % {"line": exc.lineno, "error": exc.message}]
+    return [
+        _("Unknown variable %(name)s.") % {"name": name}
+        for name in sorted(names)
+        if name not in metavariables
+    ]
+
+
+def render(text: str, ctx: Context, result: Result) -> str:
+    output = _env.from_string(text).render(metavariables.values(ctx, result))
+    return output[:MAX_OUTPUT]
+
+
+def _member(attr: str):
+    return lambda ctx, result: getattr(ctx.member, attr, "") if ctx.member else ""
+
+
+for _name, _label, _fn in [
+    ("first_name", _l("member's first name"), _member("first_name")),
+    ("last_name", _l("member's last name"), _member("last_name")),
+    ("middle_name", _l("member's middle name (patronymic)"), _member("middle_name")),
+    ("status", _l("member's status"), _member("status")),
+    ("discount", _l("discount on this receipt"), lambda ctx, r: _fmt(r.discount_total())),
+    (
+        "bonus",
+        _l("bonuses accrued on this receipt"),
+        lambda ctx, r: _fmt(sum((a.amount for a in r.accruals), Decimal(0))),
+    ),
+    ("amount", _l("receipt amount before discount"), lambda ctx, r: _fmt(ctx.amount)),
+    ("total", _l("receipt total after discount"), lambda ctx, r: _fmt(ctx.total)),
+    ("currency", _l("the program's currency"), lambda ctx, r: ctx.currency),
+    (
+        "balance",
+        _l("bonus balance (default currency)"),
+        lambda ctx, r: _fmt(ctx.member.balances.get("", 0)) if ctx.member else "0",
+    ),
+    (
+        "balances",
+        _l("bonus balances by currency"),
+        lambda ctx, r: {k: _fmt(v) for k, v in ctx.member.balances.items()} if ctx.member else {},
+    ),
+    ("event", _l("the event's own values"), lambda ctx, r: dict(ctx.payload)),
+]:
+    metavariables.register(_name, _label, _fn)

@@ -1,0 +1,74 @@
+"""Reads: the compiled active offers, kept in each process.
+
+``active_offers(events)`` costs one indexed query per call (the offers version); the
+offers are recompiled only when it changed (any offer saved or its status changed)."""
+
+from __future__ import annotations
+
+import threading
+
+from offers.catalog import offer_actions, offer_filters
+from offers.engine import CompiledOffer, CompiledRule
+from offers.models import Offer, OffersState, OfferStatus
+
+_lock = threading.Lock()
+_state: dict = {"version": None, "by_event": {}, "needs": frozenset()}
+
+
+def offers_version() -> int:
+    return OffersState.objects.values_list("version", flat=True).get(pk=1)
+
+
+def compile_offer(offer: Offer) -> CompiledOffer:
+    rules = [
+        CompiledRule(
+            filters=[offer_filters.get(f["key"])(f.get("params") or {}) for f in rule.get("filters", [])],
+            actions=[offer_actions.get(a["key"])(a.get("params") or {}) for a in rule.get("actions", [])],
+        )
+        for rule in offer.rules
+    ]
+    return CompiledOffer(
+        id=offer.pk,
+        name=offer.name,
+        event=offer.event_type,
+        priority=offer.priority,
+        stop_further=offer.stop_further,
+        starts_at=offer.starts_at,
+        ends_at=offer.ends_at,
+        audience_id=offer.audience_id,
+        rules=rules,
+        version=offer.version,
+    )
+
+
+def _rebuild(version: int) -> None:
+    by_event: dict[str, list[CompiledOffer]] = {}
+    needs: set[str] = set()
+    for offer in Offer.objects.filter(status=OfferStatus.ACTIVE).order_by("priority", "pk"):
+        compiled = compile_offer(offer)
+        by_event.setdefault(offer.event_type, []).append(compiled)
+        if offer.audience_id:
+            needs.add("audiences")
+        for rule in compiled.rules:
+            for flt in rule.filters:
+                needs |= flt.needs
+    _state.update(version=version, by_event=by_event, needs=frozenset(needs))
+
+
+def active_offers(events: tuple[str, ...] | list[str]) -> tuple[list[CompiledOffer], frozenset[str]]:
+    """The active offers of these events in priority order, and the member data their
+    filters need."""
+    version = offers_version()
+    with _lock:
+        if _state["version"] != version:
+            _rebuild(version)
+        offers = [o for e in events for o in _state["by_event"].get(e, [])]
+        needs = _state["needs"]
+    offers.sort(key=lambda o: (o.priority, o.id))
+    return offers, needs
+
+
+def offers_cache_clear() -> None:
+    """Forget the compiled offers (tests roll the version back with the database)."""
+    with _lock:
+        _state.update(version=None, by_event={}, needs=frozenset())

@@ -1,0 +1,413 @@
+"""Offer writes, purchase calculation and confirmation, and event offers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from loyalty.models import Card, Currency, Member, MemberEvent, PointOfSale, Receipt, SourceType, Status
+from loyalty.services import ledger, receipts
+from loyalty.services.errors import InsufficientBonuses
+from offers.catalog import PURCHASE_CALCULATION, entry_validate, offer_actions, offer_events, offer_filters
+from offers.context import LineIn, event_context, local_time, period_start, purchase_context
+from offers.engine import Context, Limits, Result, evaluate
+from offers.metavariables import render
+from offers.models import (
+    Counter,
+    CounterValue,
+    Offer,
+    OfferApplication,
+    OffersState,
+    OfferStatus,
+    OfferVersion,
+)
+from offers.selectors import active_offers
+
+log = logging.getLogger(__name__)
+ZERO = Decimal("0")
+
+
+def limits() -> Limits:
+    return Limits(
+        max_line_discount_share=Decimal(str(settings.LOYALTY.get("MAX_LINE_DISCOUNT_SHARE", "0.9"))),
+        max_bonus_payment_share=Decimal(str(settings.LOYALTY.get("MAX_BONUS_PAYMENT_SHARE", "0.5"))),
+    )
+
+
+def _bump() -> None:
+    OffersState.objects.filter(pk=1).update(version=F("version") + 1)
+
+
+# --- offers ---------------------------------------------------------------------------
+def rules_validate(*, event_type: str, rules: Any) -> list[dict]:
+    """Validate a rule list against the catalogs; errors name the rule, the entry and the
+    field (``rules[0].actions[1].value``)."""
+    if event_type not in offer_events:
+        raise ValidationError({"event_type": _("Unknown event %(key)s.") % {"key": event_type}})
+    if not isinstance(rules, list):
+        raise ValidationError({"rules": _("Rules must be a list.")})
+    has_receipt = offer_events.has_receipt(event_type)
+    cleaned, errors = [], {}
+    for i, rule in enumerate(rules):
+        if not isinstance(rule, dict):
+            errors[f"rules[{i}]"] = [_("A rule is an object with filters and actions.")]
+            continue
+        out = {"filters": [], "actions": []}
+        for part, registry in (("filters", offer_filters), ("actions", offer_actions)):
+            for j, item in enumerate(rule.get(part) or []):
+                where = f"rules[{i}].{part}[{j}]"
+                try:
+                    entry = entry_validate(registry, item, where)
+                except ValidationError as exc:
+                    errors.update(exc.message_dict)
+                    continue
+                if registry.get(entry["key"]).purchase_only and not has_receipt:
+                    errors[where] = [
+                        _("%(entry)s needs a receipt; this event has none.")
+                        % {"entry": registry.get(entry["key"]).label}
+                    ]
+                    continue
+                out[part].append(entry)
+        if not (rule.get("actions") or []):
+            errors[f"rules[{i}].actions"] = [_("A rule needs at least one action.")]
+        cleaned.append(out)
+    if not rules:
+        errors["rules"] = [_("An offer needs at least one rule.")]
+    if errors:
+        raise ValidationError(errors)
+    return cleaned
+
+
+SETTINGS_FIELDS = (
+    "name",
+    "description",
+    "event_type",
+    "starts_at",
+    "ends_at",
+    "priority",
+    "stop_further",
+    "audience",
+)
+
+
+@transaction.atomic
+def offer_save(*, offer: Offer, rules: Any, user=None, **fields) -> Offer:
+    """Create or change an offer. A draft changes freely; changing an active or paused
+    offer keeps its previous rules and settings as a version. Invalidates every
+    process's compiled offers."""
+    for name, value in fields.items():
+        if name not in SETTINGS_FIELDS:
+            raise TypeError(f"unexpected field {name}")
+        setattr(offer, name, value)
+    if offer.ends_at and offer.starts_at and offer.ends_at <= offer.starts_at:
+        raise ValidationError({"ends_at": _("The offer must end after it starts.")})
+    if offer.status in (OfferStatus.FINISHED, OfferStatus.ARCHIVED) and offer.pk:
+        raise ValidationError({"status": _("A finished or archived offer cannot be changed.")})
+    cleaned = rules_validate(event_type=offer.event_type, rules=rules)
+    if offer.pk and offer.status in (OfferStatus.ACTIVE, OfferStatus.PAUSED):
+        before = Offer.objects.select_for_update().get(pk=offer.pk)
+        snapshot = {
+            f: _plain(getattr(before, f if f != "audience" else "audience_id")) for f in SETTINGS_FIELDS
+        }
+        OfferVersion.objects.create(
+            offer=before, number=before.version, rules=before.rules, options=snapshot, created_by=user
+        )
+        offer.version = before.version + 1
+    offer.rules = cleaned
+    offer.updated_by = user if getattr(user, "pk", None) else None
+    offer.full_clean(exclude=["rules", "updated_by"])
+    offer.save()
+    _bump()
+    return offer
+
+
+def _plain(value):
+    return value.isoformat() if isinstance(value, dt.datetime) else value
+
+
+TRANSITIONS = {
+    OfferStatus.DRAFT: {OfferStatus.ACTIVE, OfferStatus.ARCHIVED},
+    OfferStatus.ACTIVE: {OfferStatus.PAUSED, OfferStatus.FINISHED},
+    OfferStatus.PAUSED: {OfferStatus.ACTIVE, OfferStatus.FINISHED},
+    OfferStatus.FINISHED: {OfferStatus.ARCHIVED},
+    OfferStatus.ARCHIVED: set(),
+}
+
+
+@transaction.atomic
+def offer_set_status(*, offer: Offer, status: str, user=None) -> Offer:
+    offer = Offer.objects.select_for_update().get(pk=offer.pk)
+    if status not in TRANSITIONS[offer.status]:
+        raise ValidationError(
+            {
+                "status": _("An offer that is %(old)s cannot become %(new)s.")
+                % {"old": offer.get_status_display(), "new": OfferStatus(status).label}
+            }
+        )
+    if status == OfferStatus.ACTIVE:
+        rules_validate(event_type=offer.event_type, rules=offer.rules)  # catalogs may have changed
+    offer.status = status
+    offer.save(update_fields=["status", "updated_at"])
+    _bump()
+    return offer
+
+
+# --- purchases ------------------------------------------------------------------------
+@dataclass
+class Calculation:
+    ctx: Context
+    result: Result
+    balance: Decimal = ZERO
+    max_bonus_payment: Decimal = ZERO
+    cheque_messages: list[str] = field(default_factory=list)
+    cashier_messages: list[str] = field(default_factory=list)
+
+
+def _render_pending(ctx: Context, result: Result) -> None:
+    for target, _offer_id, template in result.pending_texts:
+        try:
+            getattr(result, target).append(render(template, ctx, result))
+        except Exception as exc:  # a template error must not break the till
+            log.warning("offer %s message failed to render: %s", _offer_id, exc)
+    result.pending_texts.clear()
+
+
+def purchase_calculate(
+    *,
+    point_of_sale: PointOfSale,
+    lines: list[LineIn],
+    payments: list[str] = (),
+    card: Card | None = None,
+    member: Member | None = None,
+    now: dt.datetime | None = None,
+) -> Calculation:
+    """Price a receipt through the active purchase-flow offers (a preview: nothing is
+    written). The maximum payable with bonuses is the smaller of the member's balance
+    and the program's share of what is left to pay."""
+    if card is not None:
+        member = member or card.member
+    if not lines:
+        raise ValidationError({"lines": _("A receipt needs at least one line.")})
+    offers, needs = active_offers(PURCHASE_CALCULATION)
+    ctx = purchase_context(
+        event="discount_calculated",
+        point_of_sale=point_of_sale,
+        lines=lines,
+        payments=list(payments),
+        member=member,
+        needs=needs,
+        now=now,
+    )
+    result = evaluate(ctx, offers, limits())
+    _render_pending(ctx, result)
+    balance = ctx.member.balances.get("", ZERO) if ctx.member else ZERO
+    return Calculation(
+        ctx=ctx,
+        result=result,
+        balance=balance,
+        max_bonus_payment=min(balance, result.max_bonus_payment),
+        cheque_messages=result.cheque_messages,
+        cashier_messages=result.cashier_messages,
+    )
+
+
+def _accrual_inputs(result: Result, now: dt.datetime, source_label: str) -> list[receipts.AccrualInput]:
+    currencies = {c.code: c for c in Currency.objects.all()}
+    default = next((c for c in currencies.values() if c.is_default), None)
+    inputs = []
+    for accrual in result.accruals:
+        currency = currencies.get(accrual.currency) if accrual.currency else default
+        activates = now + dt.timedelta(days=accrual.delay_days) if accrual.delay_days else None
+        expires = (
+            (activates or now) + dt.timedelta(days=accrual.lifetime_days) if accrual.lifetime_days else None
+        )
+        inputs.append(
+            receipts.AccrualInput(
+                amount=accrual.amount,
+                currency=currency,
+                activates_at=activates,
+                expires_at=expires,
+                source=ledger.Source(type=SourceType.OFFER, id=str(accrual.offer_id), label=source_label),
+            )
+        )
+    return inputs
+
+
+@transaction.atomic
+def purchase_confirm(
+    *,
+    point_of_sale: PointOfSale,
+    external_id: str,
+    lines: list[LineIn],
+    payments: list[receipts.PaymentInput] = (),
+    card: Card | None = None,
+    member: Member | None = None,
+    bonus_payment: Decimal = ZERO,
+    now: dt.datetime | None = None,
+) -> tuple[Receipt, Calculation]:
+    """Price the receipt again, pay ``bonus_payment`` and accrue what the offers give,
+    in one transaction; the same external id at the same point of sale is one receipt."""
+    now = now or timezone.now()
+    existing = Receipt.objects.filter(
+        point_of_sale=point_of_sale, external_id=external_id, kind="sale"
+    ).first()
+    calc = purchase_calculate(
+        point_of_sale=point_of_sale,
+        lines=lines,
+        payments=[p.method for p in payments],
+        card=card,
+        member=member,
+        now=now,
+    )
+    if existing is not None and existing.state != "calculated":
+        return existing, calc
+    if bonus_payment > 0 and bonus_payment > calc.max_bonus_payment:
+        raise InsufficientBonuses(
+            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
+        )
+    offer_names = ", ".join(sorted({e.offer_name for e in calc.result.effects})) or _("offers")
+    receipt = receipts.receipt_record(
+        point_of_sale=point_of_sale,
+        external_id=external_id,
+        lines=[
+            receipts.LineInput(
+                sku=ln.sku, quantity=ln.quantity, price=ln.price, discount=ln.discount, name=ln.name
+            )
+            for ln in calc.ctx.lines
+        ],
+        payments=list(payments),
+        card=card,
+        member=member,
+        purchased_at=now,
+    )
+    receipt = receipts.receipt_confirm(
+        receipt=receipt,
+        confirm=receipts.ConfirmInput(
+            bonus_payment=bonus_payment, accruals=_accrual_inputs(calc.result, now, offer_names)
+        ),
+    )
+    _applications_record(calc.result, member=receipt.member, receipt=receipt, at=now)
+    return receipt, calc
+
+
+def _applications_record(result: Result, *, member, receipt=None, event=None, at=None) -> None:
+    by_offer: dict[int, list[Decimal]] = {}
+    for effect in result.effects:
+        totals = by_offer.setdefault(effect.offer_id, [ZERO, ZERO])
+        if effect.action == "discount":
+            totals[0] += effect.amount
+        elif effect.action in ("bonus", "extra_bonus"):
+            totals[1] += effect.amount
+    for offer_id in result.applied:
+        discount, bonus = by_offer.get(offer_id, [ZERO, ZERO])
+        OfferApplication.objects.create(
+            offer_id=offer_id,
+            member=member,
+            receipt=receipt,
+            event=event,
+            discount=discount,
+            bonus=bonus,
+            at=at or timezone.now(),
+        )
+
+
+# --- member events --------------------------------------------------------------------
+def result_apply(*, ctx: Context, result: Result, member: Member, event: MemberEvent | None = None) -> None:
+    """Carry out what event offers decided: accruals, counters, status, messages."""
+    key_base = f"event:{event.pk}" if event else None
+    for i, accrual in enumerate(_accrual_inputs(result, ctx.now, _("offer"))):
+        account = ledger.account_get_or_create(member=member, currency=accrual.currency)
+        ledger.bonus_accrue(
+            account=account,
+            amount=accrual.amount,
+            source=accrual.source,
+            activates_at=accrual.activates_at,
+            expires_at=accrual.expires_at,
+            idempotency_key=f"{key_base}:accrual:{i}" if key_base else None,
+        )
+    counters_apply(member=member, changes=result.counters, sets=result.counter_sets, now=ctx.now)
+    if result.status:
+        from loyalty.services.members import member_set_status
+
+        status = Status.objects.filter(code=result.status).first()
+        if status and member.status_id != status.pk:
+            member_set_status(member=member, status=status, reason=_("offer"))
+    for send in result.sends:
+        from communications.models import Origin, Purpose
+        from communications.services import message_send
+
+        message_send(
+            member=member,
+            channel=send.channel,
+            content=send.content,
+            origin=Origin.OFFER,
+            origin_id=send.offer_id,
+            occurrence=f"event-{event.pk}" if event else f"at-{ctx.now.isoformat()}",
+            purpose=Purpose.SERVICE,
+        )
+
+
+def counters_apply(
+    *, member: Member, changes: dict[str, Decimal], sets: dict[str, Decimal], now: dt.datetime
+) -> None:
+    if not changes and not sets:
+        return
+    local = local_time(now, member.time_zone)
+    for counter in Counter.objects.filter(key__in=set(changes) | set(sets)):
+        start = period_start(counter.period, local)
+        value, _created = CounterValue.objects.select_for_update().get_or_create(
+            member=member, counter=counter, period_start=start
+        )
+        if counter.key in sets:
+            value.value = sets[counter.key]
+        value.value += changes.get(counter.key, ZERO)
+        value.save(update_fields=["value", "updated_at"])
+
+
+def event_offers_run(event: MemberEvent) -> Result | None:
+    """Run the active offers of ``event``'s type for its member (the handler registered
+    for every event type). Purchase events run on the confirmed receipt's lines."""
+    if event.member_id is None or event.event_type in PURCHASE_CALCULATION:
+        return None
+    offers, needs = active_offers([event.event_type])
+    if not offers:
+        return None
+    member = Member.objects.select_related("status").get(pk=event.member_id)
+    pos = PointOfSale.objects.filter(pk=event.point_of_sale_id).first() if event.point_of_sale_id else None
+    receipt_id = (event.payload or {}).get("receipt_id")
+    if receipt_id and pos is not None:
+        receipt = Receipt.objects.get(pk=receipt_id)
+        lines = [
+            LineIn(sku=ln.sku, quantity=ln.quantity, price=ln.price, name=ln.name)
+            for ln in receipt.lines.all()
+        ]
+        ctx = purchase_context(
+            event=event.event_type,
+            point_of_sale=pos,
+            lines=lines,
+            member=member,
+            needs=needs,
+            now=event.occurred_at,
+            payload=event.payload,
+        )
+    else:
+        receipt = None
+        ctx = event_context(
+            event=event.event_type, member=member, needs=needs, payload=event.payload or {}, point_of_sale=pos
+        )
+    result = evaluate(ctx, offers, limits())
+    _render_pending(ctx, result)
+    with transaction.atomic():
+        result_apply(ctx=ctx, result=result, member=member, event=event)
+        _applications_record(result, member=member, receipt=receipt, event=event, at=ctx.now)
+    return result

@@ -1,0 +1,98 @@
+"""The engine end to end through the services: offers in priority order, caps,
+explainable results, messages with metavariables, and the worked offers of the spec."""
+
+from decimal import Decimal
+
+import pytest
+
+from offers.services import purchase_calculate
+from tests.offers.conftest import lines
+
+pytestmark = pytest.mark.django_db
+
+TEN_PERCENT = {"key": "discount", "params": {"kind": "percent", "value": "10"}}
+HYPERMARKETS = {
+    "key": "points_of_sale",
+    "params": {"attribute": "CustomTradeFormat", "values": "Hypermarket"},
+}
+
+
+def test_ten_percent_in_hypermarkets_only(shop, make_offer, now):
+    # given seed 004's third worked offer
+    make_offer(rules=[{"filters": [HYPERMARKETS], "actions": [TEN_PERCENT]}], name="10% in hypermarkets")
+    receipt = lines(("COFFEE", 2, 500), ("BREAD", 1, 50))
+    # when
+    in_hyper = purchase_calculate(point_of_sale=shop["hyper"], lines=receipt)
+    online = purchase_calculate(point_of_sale=shop["online"], lines=receipt)
+    # then
+    assert [ln.discount for ln in in_hyper.ctx.lines] == [Decimal("100.00"), Decimal("5.00")]
+    assert in_hyper.result.effects[0].offer_name == "10% in hypermarkets"
+    assert online.result.discount_total() == 0
+
+
+def test_priority_and_stop_further(shop, make_offer, now):
+    make_offer(rules=[{"actions": [TEN_PERCENT]}], name="second", priority=20)
+    first = make_offer(
+        rules=[
+            {
+                "actions": [
+                    {"key": "discount", "params": {"kind": "fixed", "value": "30", "target": "receipt"}}
+                ]
+            }
+        ],
+        name="first",
+        priority=10,
+        stop_further=True,
+    )
+    calc = purchase_calculate(point_of_sale=shop["hyper"], lines=lines(("COFFEE", 1, 500)))
+    assert calc.result.applied == [first.pk] and calc.result.discount_total() == Decimal("30.00")
+
+
+def test_a_line_discount_never_exceeds_the_configured_share(shop, make_offer, now, settings):
+    settings.LOYALTY = {**settings.LOYALTY, "MAX_LINE_DISCOUNT_SHARE": "0.5"}
+    make_offer(
+        rules=[{"actions": [{"key": "discount", "params": {"kind": "percent", "value": "40"}}]}], priority=1
+    )
+    make_offer(
+        rules=[{"actions": [{"key": "discount", "params": {"kind": "percent", "value": "40"}}]}], priority=2
+    )
+    calc = purchase_calculate(point_of_sale=shop["hyper"], lines=lines(("COFFEE", 1, 500)))
+    assert calc.ctx.lines[0].discount == Decimal("250.00")  # 200 + 120 asked, capped at half
+
+
+def test_cheque_message_renders_the_final_discount(shop, make_offer, now):
+    make_offer(
+        rules=[
+            {
+                "actions": [
+                    TEN_PERCENT,
+                    {
+                        "key": "cheque_message",
+                        "params": {"text": "Your discount is {{ discount }} {{ currency }}."},
+                    },
+                ]
+            }
+        ]
+    )
+    calc = purchase_calculate(point_of_sale=shop["hyper"], lines=lines(("COFFEE", 1, 510)))
+    assert calc.cheque_messages == ["Your discount is 51 RUB."]
+
+
+def test_coffee_group_with_subgroups_gets_bonus_points(shop, make_offer, now):
+    make_offer(
+        event="bonus_calculated",
+        rules=[
+            {
+                "filters": [
+                    {"key": "products", "params": {"groups": [shop["drinks"].pk], "with_descendants": True}}
+                ],
+                "actions": [{"key": "bonus", "params": {"kind": "percent", "value": "5"}}],
+            }
+        ],
+    )
+    calc = purchase_calculate(
+        point_of_sale=shop["hyper"], lines=lines(("COFFEE", 1, 500), ("TEA", 1, 200), ("BREAD", 2, 50))
+    )
+    (accrual,) = calc.result.accruals
+    assert accrual.amount == Decimal("35.00")
+    assert calc.result.effects[0].lines == [0, 1]
