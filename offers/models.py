@@ -86,6 +86,9 @@ class OffersState(models.Model):
 
     version = models.PositiveBigIntegerField(default=0)
 
+    def __str__(self) -> str:
+        return f"offers v{self.version}"
+
 
 class CounterPeriod(models.TextChoices):
     ALL = "all", _("all time")
