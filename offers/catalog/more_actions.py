@@ -1,0 +1,1 @@
+"""Offer actions beyond the receipt (registered into ``offer_actions``)."""
