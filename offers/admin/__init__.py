@@ -1,0 +1,1 @@
+from offers.admin.offers import CounterAdmin, OfferAdmin  # noqa: F401

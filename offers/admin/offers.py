@@ -1,0 +1,224 @@
+"""Offers in the back office: the list with status, period and reach; the builder; the
+lifecycle buttons; counters."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
+
+from loyalty.admin.mixins import CsvExportMixin
+from offers.admin.builder import (
+    SettingsForm,
+    SimulationForm,
+    rule_views,
+    rules_from_post,
+    simulate,
+    structure_of,
+)
+from offers.catalog import offer_actions, offer_events, offer_filters
+from offers.models import Counter, Offer, OfferStatus, OfferVersion
+from offers.services import TRANSITIONS, offer_save, offer_set_status
+
+
+class OfferVersionInline(admin.TabularInline):
+    model = OfferVersion
+    fields = ("number", "created_at", "created_by")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Offer)
+class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
+    list_display = (
+        "name",
+        "event_label",
+        "status",
+        "period",
+        "priority",
+        "receipts",
+        "members",
+        "builder_link",
+    )
+    list_filter = ("status", "event_type")
+    search_fields = ("name",)
+    readonly_fields = ("status", "version", "rules_summary")
+    fields = ("name", "description", "status", "version", "rules_summary")
+    inlines = [OfferVersionInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                receipts_count=Count("applications__receipt", distinct=True),
+                members_count=Count("applications__member", distinct=True),
+            )
+        )
+
+    @admin.display(description=_l("event"))
+    def event_label(self, obj):
+        from loyalty.events import event_types
+
+        return event_types.label(obj.event_type)
+
+    @admin.display(description=_l("period"))
+    def period(self, obj):
+        start = obj.starts_at.strftime("%Y-%m-%d") if obj.starts_at else "…"
+        end = obj.ends_at.strftime("%Y-%m-%d") if obj.ends_at else "…"
+        return f"{start} – {end}"
+
+    @admin.display(description=_l("receipts"), ordering="receipts_count")
+    def receipts(self, obj):
+        return obj.receipts_count
+
+    @admin.display(description=_l("members"), ordering="members_count")
+    def members(self, obj):
+        return obj.members_count
+
+    @admin.display(description="")
+    def builder_link(self, obj):
+        return format_html(
+            '<a href="{}">{}</a>', reverse("admin:offers_offer_builder", args=[obj.pk]), _("Open builder")
+        )
+
+    @admin.display(description=_l("rules"))
+    def rules_summary(self, obj):
+        lines = []
+        for i, rule in enumerate(obj.rules, start=1):
+            filters = ", ".join(
+                str(offer_filters.get(f["key"]).label) for f in rule["filters"] if f["key"] in offer_filters
+            )
+            actions = ", ".join(
+                str(offer_actions.get(a["key"]).label) for a in rule["actions"] if a["key"] in offer_actions
+            )
+            lines.append(
+                _("Rule %(n)s: if %(filters)s → %(actions)s")
+                % {"n": i, "filters": filters or _("always"), "actions": actions}
+            )
+        return format_html("<br>".join(["{}"] * len(lines)), *lines) if lines else "—"
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return redirect("admin:offers_offer_builder_new")
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("builder/", view(self.builder_view), name="offers_offer_builder_new"),
+            path("<int:pk>/builder/", view(self.builder_view), name="offers_offer_builder"),
+            path("<int:pk>/status/<str:status>/", view(self.status_view), name="offers_offer_status"),
+            *super().get_urls(),
+        ]
+
+    def status_view(self, request, pk, status):
+        offer = get_object_or_404(Offer, pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, offer):
+            return redirect("admin:offers_offer_builder", pk)
+        try:
+            offer_set_status(offer=offer, status=status, user=request.user)
+            messages.success(
+                request, _("The offer is now %(status)s.") % {"status": OfferStatus(status).label}
+            )
+        except ValidationError as exc:
+            messages.error(request, " ".join(exc.messages))
+        return redirect("admin:offers_offer_builder", pk)
+
+    def builder_view(self, request, pk=None):
+        offer = get_object_or_404(Offer, pk=pk) if pk else Offer()
+        can_change = self.has_change_permission(request, offer) if pk else self.has_add_permission(request)
+        editable = can_change and offer.status not in (OfferStatus.FINISHED, OfferStatus.ARCHIVED)
+        errors: dict[str, list[str]] = {}
+        rules = offer.rules or [{"filters": [], "actions": []}]
+        settings_form = SettingsForm(instance=offer)
+        simulation_form = SimulationForm(prefix="sim")
+        simulation = None
+        if request.method == "POST" and editable:
+            structure = json.loads(request.POST.get("structure") or "[]")
+            rules = rules_from_post(request.POST, structure)
+            settings_form = SettingsForm(request.POST, instance=offer)
+            op = request.POST.get("op", "")
+            if op == "add_rule":
+                rules.append({"filters": [], "actions": []})
+            elif op.startswith("remove_rule:"):
+                index = int(op.split(":")[1])
+                if 0 <= index < len(rules):
+                    rules.pop(index)
+            elif op.startswith(("add_filter:", "add_action:")):
+                kind, index = op.split(":")
+                part = "filters" if kind == "add_filter" else "actions"
+                key = request.POST.get(f"new_{part}_{index}", "")
+                registry = offer_filters if part == "filters" else offer_actions
+                if key in registry and int(index) < len(rules):
+                    rules[int(index)][part].append({"key": key, "params": {}})
+            elif op.startswith("remove:"):
+                _op, index, part, j = op.split(":")
+                del rules[int(index)][part][int(j)]
+            elif op in ("save", "simulate"):
+                if settings_form.is_valid():
+                    fields = {k: v for k, v in settings_form.cleaned_data.items()}
+                    if op == "save":
+                        try:
+                            offer = offer_save(offer=offer, rules=rules, user=request.user, **fields)
+                            messages.success(request, _("The offer is saved."))
+                            return redirect("admin:offers_offer_builder", offer.pk)
+                        except ValidationError as exc:
+                            errors = exc.message_dict
+                            for name in list(errors):
+                                if name in settings_form.fields:
+                                    settings_form.add_error(name, errors.pop(name))
+                            messages.error(request, _("Please correct the errors below."))
+                    else:
+                        simulation_form = SimulationForm(request.POST, prefix="sim")
+                        if simulation_form.is_valid():
+                            from offers.services import rules_validate
+
+                            try:
+                                draft = Offer(**{k: v for k, v in fields.items()}, pk=offer.pk or 0)
+                                draft.rules = rules_validate(event_type=fields["event_type"], rules=rules)
+                                ctx, result = simulate(draft, simulation_form)
+                                simulation = {"ctx": ctx, "result": result}
+                            except ValidationError as exc:
+                                errors = exc.message_dict
+        if request.method == "POST" and request.POST.get("op") != "simulate":
+            # Keep the sample receipt the marketer typed while they edit the rules.
+            simulation_form = SimulationForm(
+                prefix="sim",
+                initial={name: request.POST.get(f"sim-{name}", "") for name in SimulationForm.base_fields},
+            )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": offer.name if offer.pk else _("New offer"),
+            "offer": offer,
+            "editable": editable,
+            "settings_form": settings_form,
+            "rules": rule_views(rules, errors),
+            "structure": structure_of(rules),
+            "filter_choices": offer_filters.choices(),
+            "action_choices": offer_actions.choices(),
+            "rule_errors": {k: v for k, v in errors.items() if k == "rules" or k.endswith(".actions")},
+            "simulation_form": simulation_form,
+            "simulation": simulation,
+            "transitions": [(s, OfferStatus(s).label) for s in sorted(TRANSITIONS[offer.status])]
+            if offer.pk
+            else [],
+            "event_label": dict(offer_events.choices()).get(offer.event_type, ""),
+        }
+        return render(request, "admin/offers/offer/builder.html", context)
+
+
+@admin.register(Counter)
+class CounterAdmin(admin.ModelAdmin):
+    list_display = ("name", "key", "period")
+    search_fields = ("name", "key")

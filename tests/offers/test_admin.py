@@ -1,0 +1,109 @@
+"""A marketer builds an offer in the back office, sees errors where they belong,
+simulates it on a sample receipt and activates it."""
+
+import json
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from loyalty.roles import MARKETER
+from offers.models import Offer
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def marketer(client):
+    user = User.objects.create_user("marketer", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name=MARKETER))
+    client.force_login(user)
+    return client
+
+
+def _post(client, url, data):
+    return client.post(url, data)
+
+
+def test_building_simulating_and_activating_an_offer(marketer, shop, now):
+    url = "/admin/offers/offer/builder/"
+    page = marketer.get(url)
+    assert page.status_code == 200
+    base = {
+        "name": "10% in hypermarkets",
+        "event_type": "discount_calculated",
+        "priority": 10,
+        "structure": json.dumps([{"filters": [], "actions": []}]),
+    }
+    # when: a filter and an action are added
+    page = marketer.post(url, {**base, "op": "add_filter:0", "new_filters_0": "points_of_sale"})
+    structure = page.context["structure"]
+    assert json.loads(structure)[0]["filters"] == [{"key": "points_of_sale"}]
+    page = marketer.post(
+        url, {**base, "structure": structure, "op": "add_action:0", "new_actions_0": "discount"}
+    )
+    structure = page.context["structure"]
+    entries = {
+        "r0-filters0-attribute": "CustomTradeFormat",
+        "r0-filters0-values": "Hypermarket",
+        "r0-actions0-kind": "percent",
+        "r0-actions0-value": "150",
+        "r0-actions0-target": "lines",
+        "r0-actions0-rounding": "kopeck",
+    }
+    # then: a bad value is refused on its field, nothing saved
+    page = marketer.post(url, {**base, **entries, "structure": structure, "op": "save"})
+    assert page.status_code == 200 and not Offer.objects.exists()
+    action = page.context["rules"][0].actions[0]
+    assert any("100" in e for e in action.errors)
+    # when: fixed and simulated on a sample receipt
+    entries["r0-actions0-value"] = "10"
+    page = marketer.post(
+        url,
+        {
+            **base,
+            **entries,
+            "structure": structure,
+            "op": "simulate",
+            "sim-point_of_sale": shop["hyper"].pk,
+            "sim-lines": "COFFEE 2 500\nBREAD 1 50",
+        },
+    )
+    simulation = page.context["simulation"]
+    assert simulation["result"].discount_total() == 105
+    assert "Rule 1: discount 105" in page.content.decode()
+    # and saved, then activated
+    response = marketer.post(url, {**base, **entries, "structure": structure, "op": "save"})
+    offer = Offer.objects.get()
+    assert response.status_code == 302 and offer.status == "draft"
+    assert offer.rules[0]["filters"][0]["params"]["values"] == "Hypermarket"
+    marketer.post(f"/admin/offers/offer/{offer.pk}/status/active/")
+    offer.refresh_from_db()
+    assert offer.status == "active"
+    listing = marketer.get("/admin/offers/offer/")
+    assert listing.status_code == 200 and b"10% in hypermarkets" in listing.content
+
+
+def test_changing_an_active_offer_keeps_a_version(marketer, shop, make_offer, now):
+    offer = make_offer(
+        rules=[{"actions": [{"key": "discount", "params": {"kind": "percent", "value": "5"}}]}]
+    )
+    url = f"/admin/offers/offer/{offer.pk}/builder/"
+    page = marketer.get(url)
+    structure = page.context["structure"]
+    marketer.post(
+        url,
+        {
+            "name": offer.name,
+            "event_type": offer.event_type,
+            "priority": 100,
+            "structure": structure,
+            "op": "save",
+            "r0-actions0-kind": "percent",
+            "r0-actions0-value": "7",
+            "r0-actions0-target": "lines",
+            "r0-actions0-rounding": "kopeck",
+        },
+    )
+    offer.refresh_from_db()
+    assert offer.version == 2 and offer.rules[0]["actions"][0]["params"]["value"] == "7"
+    assert offer.versions.get().rules[0]["actions"][0]["params"]["value"] == "5"
