@@ -164,32 +164,31 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
             elif op.startswith("remove:"):
                 _op, index, part, j = op.split(":")
                 del rules[int(index)][part][int(j)]
-            elif op in ("save", "simulate"):
-                if settings_form.is_valid():
-                    fields = {k: v for k, v in settings_form.cleaned_data.items()}
-                    if op == "save":
+            elif op in ("save", "simulate") and settings_form.is_valid():
+                fields = {k: v for k, v in settings_form.cleaned_data.items()}
+                if op == "save":
+                    try:
+                        offer = offer_save(offer=offer, rules=rules, user=request.user, **fields)
+                        messages.success(request, _("The offer is saved."))
+                        return redirect("admin:offers_offer_builder", offer.pk)
+                    except ValidationError as exc:
+                        errors = exc.message_dict
+                        for name in list(errors):
+                            if name in settings_form.fields:
+                                settings_form.add_error(name, errors.pop(name))
+                        messages.error(request, _("Please correct the errors below."))
+                else:
+                    simulation_form = SimulationForm(request.POST, prefix="sim")
+                    if simulation_form.is_valid():
+                        from offers.services import rules_validate
+
                         try:
-                            offer = offer_save(offer=offer, rules=rules, user=request.user, **fields)
-                            messages.success(request, _("The offer is saved."))
-                            return redirect("admin:offers_offer_builder", offer.pk)
+                            draft = Offer(**{k: v for k, v in fields.items()}, pk=offer.pk or 0)
+                            draft.rules = rules_validate(event_type=fields["event_type"], rules=rules)
+                            ctx, result = simulate(draft, simulation_form)
+                            simulation = {"ctx": ctx, "result": result}
                         except ValidationError as exc:
                             errors = exc.message_dict
-                            for name in list(errors):
-                                if name in settings_form.fields:
-                                    settings_form.add_error(name, errors.pop(name))
-                            messages.error(request, _("Please correct the errors below."))
-                    else:
-                        simulation_form = SimulationForm(request.POST, prefix="sim")
-                        if simulation_form.is_valid():
-                            from offers.services import rules_validate
-
-                            try:
-                                draft = Offer(**{k: v for k, v in fields.items()}, pk=offer.pk or 0)
-                                draft.rules = rules_validate(event_type=fields["event_type"], rules=rules)
-                                ctx, result = simulate(draft, simulation_form)
-                                simulation = {"ctx": ctx, "result": result}
-                            except ValidationError as exc:
-                                errors = exc.message_dict
         if request.method == "POST" and request.POST.get("op") != "simulate":
             # Keep the sample receipt the marketer typed while they edit the rules.
             simulation_form = SimulationForm(
