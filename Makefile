@@ -25,6 +25,7 @@ demo: migrate
 	$(PY) manage.py recompute_rfm --rebuild-stats
 	$(PY) manage.py seed_demo_segments
 	$(PY) manage.py seed_demo_gateways
+	$(PY) manage.py seed_demo_offers
 
 # Web + Celery worker + beat on the embedded default (SQLite, filesystem broker).
 run: demo

@@ -67,11 +67,11 @@ class Registry(Generic[E]):
         return [(cls.key, str(cls.label)) for cls in self._entries.values()]
 
 
-def _jsonable(value: Any) -> Any:
+def _jsonable(value: Any, to_field: str | None = None) -> Any:
     if isinstance(value, Model):
-        return value.pk
+        return getattr(value, to_field) if to_field else value.pk
     if isinstance(value, QuerySet | list | tuple | set):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, to_field) for v in value]
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, dt.datetime | dt.date | dt.time):
@@ -98,7 +98,9 @@ def entry_validate(registry: Registry, item: Any, where: str) -> dict:
             {f"{where}.{field}": [str(e) for e in errors] for field, errors in form.errors.items()}
         )
     params = {
-        name: _jsonable(value) for name, value in form.cleaned_data.items() if value not in (None, "", [])
+        name: _jsonable(value, getattr(form.fields[name], "to_field_name", None))
+        for name, value in form.cleaned_data.items()
+        if value not in (None, "", [])
     }
     extra = getattr(cls, "clean_params", None)
     if extra:
