@@ -43,7 +43,11 @@ def local_time(now: dt.datetime, zone_name: str) -> dt.datetime:
     return now.astimezone(zone)
 
 
-def member_info(member: Member, needs: frozenset[str], local_now: dt.datetime) -> MemberInfo:
+def member_info(
+    member: Member, needs: frozenset[str], local_now: dt.datetime, exclude_receipt: int | None = None
+) -> MemberInfo:
+    """``exclude_receipt``: the receipt being evaluated, when it is already confirmed
+    (purchase-completion offers), so "purchases before this one" does not count it."""
     info = MemberInfo(
         id=member.pk,
         first_name=member.first_name,
@@ -82,11 +86,15 @@ def member_info(member: Member, needs: frozenset[str], local_now: dt.datetime) -
             .values_list("product__sku", flat=True)
         )
     if "purchases" in needs:
-        info.purchases = Receipt.objects.filter(
-            member=member,
-            kind=ReceiptKind.SALE,
-            state__in=[ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED],
-        ).count()
+        info.purchases = (
+            Receipt.objects.filter(
+                member=member,
+                kind=ReceiptKind.SALE,
+                state__in=[ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED],
+            )
+            .exclude(pk=exclude_receipt)
+            .count()
+        )
     if "balances" in needs:
         info.balances = {
             ("" if row["currency__is_default"] else row["currency__code"]): row["available"]
@@ -107,6 +115,7 @@ def purchase_context(
     needs: frozenset[str],
     now: dt.datetime | None = None,
     payload: dict | None = None,
+    exclude_receipt: int | None = None,
 ) -> Context:
     now = now or timezone.now()
     local = local_time(now, point_of_sale.time_zone)
@@ -135,7 +144,7 @@ def purchase_context(
         now=now,
         local_now=local,
         lines=ctx_lines,
-        member=member_info(member, needs | {"balances"}, local) if member else None,
+        member=member_info(member, needs | {"balances"}, local, exclude_receipt) if member else None,
         point_of_sale_id=point_of_sale.pk,
         partner_id=point_of_sale.partner_id,
         sales_channel=point_of_sale.kind,

@@ -163,6 +163,14 @@ class OfferApplication(models.Model):
         verbose_name = _("offer application")
         verbose_name_plural = _("offer applications")
         indexes = [models.Index(fields=["offer", "at"], name="offer_application_at")]
+        constraints = [
+            # An event's offers run once: a concurrent second run fails and rolls back.
+            models.UniqueConstraint(
+                fields=["offer", "event"],
+                condition=models.Q(event__isnull=False),
+                name="offer_application_once_per_event",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.offer} @ {self.at:%Y-%m-%d}"

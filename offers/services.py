@@ -237,7 +237,12 @@ def _accrual_inputs(result: Result, now: dt.datetime, source_label: str) -> list
                 currency=currency,
                 activates_at=activates,
                 expires_at=expires,
-                source=ledger.Source(type=SourceType.OFFER, id=str(accrual.offer_id), label=source_label),
+                source=ledger.Source(
+                    type=SourceType.OFFER,
+                    id=str(accrual.offer_id),
+                    label=source_label,
+                    reason=_("funded by partner %(id)s") % {"id": accrual.account} if accrual.account else "",
+                ),
             )
         )
     return inputs
@@ -297,6 +302,16 @@ def purchase_confirm(
         ),
     )
     _applications_record(calc.result, member=receipt.member, receipt=receipt, at=now)
+    if receipt.member is not None:
+        # Messages, counters and a status from the purchase-flow offers (accruals went
+        # through the receipt above).
+        result_apply(
+            ctx=calc.ctx,
+            result=calc.result,
+            member=receipt.member,
+            occurrence=f"receipt-{receipt.pk}",
+            accruals=False,
+        )
     return receipt, calc
 
 
@@ -322,10 +337,20 @@ def _applications_record(result: Result, *, member, receipt=None, event=None, at
 
 
 # --- member events --------------------------------------------------------------------
-def result_apply(*, ctx: Context, result: Result, member: Member, event: MemberEvent | None = None) -> None:
-    """Carry out what event offers decided: accruals, counters, status, messages."""
+def result_apply(
+    *,
+    ctx: Context,
+    result: Result,
+    member: Member,
+    event: MemberEvent | None = None,
+    occurrence: str = "",
+    accruals: bool = True,
+) -> None:
+    """Carry out what offers decided: accruals, counters, status, messages. Idempotent
+    per event (ledger keys, one message per offer, event and send)."""
     key_base = f"event:{event.pk}" if event else None
-    for i, accrual in enumerate(_accrual_inputs(result, ctx.now, _("offer"))):
+    occurrence = occurrence or (f"event-{event.pk}" if event else f"at-{ctx.now.isoformat()}")
+    for i, accrual in enumerate(_accrual_inputs(result, ctx.now, _("offer")) if accruals else []):
         account = ledger.account_get_or_create(member=member, currency=accrual.currency)
         ledger.bonus_accrue(
             account=account,
@@ -342,17 +367,20 @@ def result_apply(*, ctx: Context, result: Result, member: Member, event: MemberE
         status = Status.objects.filter(code=result.status).first()
         if status and member.status_id != status.pk:
             member_set_status(member=member, status=status, reason=_("offer"))
+    sent_per_offer: dict[int, int] = {}
     for send in result.sends:
         from communications.models import Origin, Purpose
         from communications.services import message_send
 
+        n = sent_per_offer.get(send.offer_id, 0)
+        sent_per_offer[send.offer_id] = n + 1
         message_send(
             member=member,
             channel=send.channel,
             content=send.content,
             origin=Origin.OFFER,
             origin_id=send.offer_id,
-            occurrence=f"event-{event.pk}" if event else f"at-{ctx.now.isoformat()}",
+            occurrence=occurrence if n == 0 else f"{occurrence}:{n}",
             purpose=Purpose.SERVICE,
         )
 
@@ -382,6 +410,8 @@ def event_offers_run(event: MemberEvent) -> Result | None:
     offers, needs = active_offers([event.event_type])
     if not offers:
         return None
+    if OfferApplication.objects.filter(event=event).exists():
+        return None  # this event's offers already ran (a repeated handler call)
     member = Member.objects.select_related("status").get(pk=event.member_id)
     pos = PointOfSale.objects.filter(pk=event.point_of_sale_id).first() if event.point_of_sale_id else None
     receipt_id = (event.payload or {}).get("receipt_id")
@@ -399,6 +429,7 @@ def event_offers_run(event: MemberEvent) -> Result | None:
             needs=needs,
             now=event.occurred_at,
             payload=event.payload,
+            exclude_receipt=receipt.pk,
         )
     else:
         receipt = None

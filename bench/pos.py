@@ -1,0 +1,226 @@
+"""Point-of-sale pricing at scale: the offers engine in process, and the POS API over
+HTTP with two worker processes, on PostgreSQL.
+
+    python bench/pos.py [--members 1000000] [--offers 200] [--lines 30] [--receipts 3000]
+                        [--rate 300] [--workers 2] [--json] [--database-url URL]
+
+Generates (once per size; kept between runs) the demo program with ``--members``
+members (COPY) and ``--offers`` active offers of every kind the catalogs have (discounts
+on product groups, bonus percentages, points-of-sale attributes, sales channels, payment
+methods, receipt amounts, weekdays, audiences, member status), then measures:
+
+* ``engine_*``: ``evaluate()`` of one ``--lines``-line receipt against all compiled
+  offers, in this process (the pure engine; context already built);
+* ``calculate_*``: ``POST /api/v1/pos/receipts/calculate`` through gunicorn with
+  ``--workers`` processes, requests sent at ``--rate`` per second from a pool of
+  client threads (open-loop: latency includes queueing), random members and receipts;
+* ``confirm_*``: ``POST /api/v1/pos/receipts/confirm`` as fast as 8 client threads go,
+  each with its own idempotency key and receipt id (the ledger write path).
+"""
+
+import argparse
+import random
+import statistics
+import time
+from decimal import Decimal
+
+from _common import percentile, report, setup_django
+
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/loyalty_bench_pos"
+
+
+def offers_generate(count: int, rng: random.Random) -> int:
+    from loyalty.models import PaymentMethod, PointOfSale, ProductGroup, Status
+    from offers.models import Offer
+    from offers.services import offer_save, offer_set_status
+
+    if Offer.objects.filter(status="active").count() >= count:
+        return Offer.objects.filter(status="active").count()
+    Offer.objects.all().delete()
+    groups = list(ProductGroup.objects.values_list("pk", flat=True))
+    pos_ids = list(PointOfSale.objects.values_list("pk", flat=True))
+    methods = list(PaymentMethod.objects.values_list("code", flat=True))
+    statuses = list(Status.objects.values_list("code", flat=True))
+    formats = ["Hypermarket", "Supermarket", "Convenience"]
+    for i in range(count):
+        kind = i % 8
+        filters, actions = [], []
+        if kind == 0:
+            filters = [
+                {"key": "products", "params": {"groups": rng.sample(groups, 2), "with_descendants": True}}
+            ]
+            actions = [
+                {"key": "discount", "params": {"kind": "percent", "value": str(rng.choice([3, 5, 7, 10]))}}
+            ]
+            event = "discount_calculated"
+        elif kind == 1:
+            filters = [
+                {
+                    "key": "points_of_sale",
+                    "params": {"attribute": "CustomTradeFormat", "values": rng.choice(formats)},
+                }
+            ]
+            actions = [{"key": "bonus", "params": {"kind": "percent", "value": str(rng.choice([1, 2, 3]))}}]
+            event = "bonus_calculated"
+        elif kind == 2:
+            filters = [
+                {
+                    "key": "receipt",
+                    "params": {
+                        "measure": "amount",
+                        "operator": "gte",
+                        "value": str(rng.choice([1000, 3000, 5000])),
+                    },
+                }
+            ]
+            actions = [{"key": "discount", "params": {"kind": "fixed", "value": "100", "target": "receipt"}}]
+            event = "discount_calculated"
+        elif kind == 3:
+            filters = [{"key": "payment_method", "params": {"methods": rng.sample(methods, 1)}}]
+            actions = [{"key": "bonus", "params": {"kind": "fixed", "value": "50"}}]
+            event = "bonus_calculated"
+        elif kind == 4:
+            filters = [
+                {"key": "points_of_sale", "params": {"points_of_sale": rng.sample(pos_ids, 2)}},
+                {"key": "products", "params": {"groups": rng.sample(groups, 1), "with_descendants": True}},
+            ]
+            actions = [{"key": "bonus", "params": {"kind": "fixed", "value": "5", "per": "line"}}]
+            event = "bonus_calculated"
+        elif kind == 5:
+            filters = [
+                {
+                    "key": "sales_channel",
+                    "params": {"channels": [rng.choice(["offline", "online_store", "mobile_app"])]},
+                }
+            ]
+            actions = [
+                {"key": "cheque_message", "params": {"text": "Скидка {{ discount }} ₽, бонусов {{ bonus }}."}}
+            ]
+            event = "discount_calculated"
+        elif kind == 6 and statuses:
+            filters = (
+                [{"key": "member_status", "params": {"statuses": rng.sample(statuses, 1)}}]
+                if _has("member_status")
+                else []
+            )
+            actions = [{"key": "bonus", "params": {"kind": "percent", "value": "2"}}]
+            event = "bonus_calculated"
+        else:
+            filters = (
+                [{"key": "weekday_time", "params": {"days": [str(d) for d in rng.sample(range(7), 4)]}}]
+                if _has("weekday_time")
+                else []
+            )
+            actions = [{"key": "discount", "params": {"kind": "percent", "value": "2"}}]
+            event = "discount_calculated"
+        offer = offer_save(
+            offer=Offer(),
+            rules=[{"filters": filters, "actions": actions}],
+            name=f"Bench offer {i}",
+            event_type=event,
+            priority=rng.randint(1, 500),
+        )
+        offer_set_status(offer=offer, status="active")
+    return count
+
+
+def _has(key: str) -> bool:
+    from offers.catalog import offer_filters
+
+    return key in offer_filters
+
+
+def receipts_sample(n: int, lines: int, rng: random.Random):
+    from loyalty.models import Product
+    from offers.context import LineIn
+
+    products = list(Product.objects.values_list("sku", "price"))
+    return [
+        [
+            LineIn(sku=sku, quantity=Decimal(rng.randint(1, 3)), price=price or Decimal("100"))
+            for sku, price in rng.sample(products, min(lines, len(products)))
+        ]
+        for _ in range(n)
+    ]
+
+
+def engine_measure(receipts, rng) -> dict:
+    from loyalty.models import Member, PointOfSale
+    from offers.catalog import PURCHASE_CALCULATION
+    from offers.context import purchase_context
+    from offers.engine import evaluate
+    from offers.selectors import active_offers
+    from offers.services import limits
+
+    offers, needs = active_offers(PURCHASE_CALCULATION)
+    points = list(PointOfSale.objects.all())
+    members = list(Member.objects.order_by("?").select_related("status")[:200])
+    contexts = [
+        purchase_context(
+            event="discount_calculated",
+            point_of_sale=rng.choice(points),
+            lines=lines,
+            payments=[rng.choice(["card", "cash", "online"])],
+            member=rng.choice(members),
+            needs=needs,
+        )
+        for lines in receipts
+    ]
+    caps = limits()
+    timings = []
+    for ctx in contexts:
+        for line in ctx.lines:
+            line.discount = Decimal(0)
+        start = time.perf_counter()
+        evaluate(ctx, offers, caps)
+        timings.append((time.perf_counter() - start) * 1000)
+    return {
+        "offers": len(offers),
+        "engine_p50_ms": round(percentile(timings, 50), 3),
+        "engine_p99_ms": round(percentile(timings, 99), 3),
+        "engine_mean_ms": round(statistics.fmean(timings), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=1_000_000)
+    parser.add_argument("--offers", type=int, default=200)
+    parser.add_argument("--lines", type=int, default=30)
+    parser.add_argument("--receipts", type=int, default=3000, help="receipts per phase")
+    parser.add_argument("--rate", type=float, default=300.0, help="calculate requests per second")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engine-only", action="store_true", help="skip the HTTP phases")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--database-url", default=DEFAULT_DB)
+    args = parser.parse_args()
+    setup_django(args.database_url)
+
+    from loyalty import demo
+    from loyalty.models import Member
+
+    rng = random.Random(7)
+    demo.program_setup()
+    have = Member.objects.count()
+    if have < args.members:
+        start = (Member.objects.order_by("-pk").values_list("pk", flat=True).first() or 0) + 1
+        t0 = time.perf_counter()
+        demo.members_load(demo.MemberPlan(count=args.members - have, seed=5, start_id=start))
+        print(f"members loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+    offers_generate(args.offers, rng)
+    receipts = receipts_sample(args.receipts, args.lines, rng)
+    figures = {"members": Member.objects.count()}
+    figures.update(engine_measure(receipts, rng))
+    if not args.engine_only:
+        from pos_http import http_measure
+
+        figures.update(http_measure(args, receipts, rng))
+    report(
+        f"POS pricing: {figures['offers']} active offers, {args.lines}-line receipts (PostgreSQL)",
+        figures,
+        args.json,
+    )
+
+
+if __name__ == "__main__":
+    main()
