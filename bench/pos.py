@@ -5,7 +5,7 @@ HTTP with two worker processes, on PostgreSQL.
                         [--rate 300] [--workers 2] [--json] [--database-url URL]
 
 Generates (once per size; kept between runs) the demo program with ``--members``
-members (COPY) and ``--offers`` active offers of every kind the catalogs have (discounts
+members (COPY), a catalog of ``--products`` SKUs in 100 groups, and ``--offers`` active offers of every kind the catalogs have (discounts
 on product groups, bonus percentages, points-of-sale attributes, sales channels, payment
 methods, receipt amounts, weekdays, audiences, member status), then measures:
 
@@ -29,6 +29,38 @@ from _common import percentile, report, setup_django
 DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/loyalty_bench_pos"
 
 
+def catalog_generate(products: int, rng: random.Random) -> None:
+    """A retailer's catalog: 10 departments of 10 groups, ``products`` SKUs (once)."""
+    from loyalty.models import Product, ProductGroup
+
+    if Product.objects.filter(sku__startswith="B").count() >= products:
+        return
+    departments = []
+    for d in range(10):
+        dep, _ = ProductGroup.objects.get_or_create(code=f"dep{d}", defaults={"name": f"Department {d}"})
+        departments.append(dep)
+    groups = []
+    for d, dep in enumerate(departments):
+        for g in range(10):
+            group, _ = ProductGroup.objects.get_or_create(
+                code=f"grp{d}{g}", defaults={"name": f"Group {d}.{g}", "parent": dep}
+            )
+            groups.append(group)
+    Product.objects.bulk_create(
+        [
+            Product(
+                sku=f"B{i:06d}",
+                name=f"Product {i}",
+                group=groups[i % len(groups)],
+                price=Decimal(rng.randint(30, 3000)),
+            )
+            for i in range(products)
+        ],
+        batch_size=2000,
+        ignore_conflicts=True,
+    )
+
+
 def offers_generate(count: int, rng: random.Random) -> int:
     from loyalty.models import PaymentMethod, PointOfSale, ProductGroup, Status
     from offers.models import Offer
@@ -37,7 +69,7 @@ def offers_generate(count: int, rng: random.Random) -> int:
     if Offer.objects.filter(status="active").count() >= count:
         return Offer.objects.filter(status="active").count()
     Offer.objects.all().delete()
-    groups = list(ProductGroup.objects.values_list("pk", flat=True))
+    groups = list(ProductGroup.objects.filter(code__startswith="grp").values_list("pk", flat=True))
     pos_ids = list(PointOfSale.objects.values_list("pk", flat=True))
     methods = list(PaymentMethod.objects.values_list("code", flat=True))
     statuses = list(Status.objects.values_list("code", flat=True))
@@ -106,11 +138,13 @@ def offers_generate(count: int, rng: random.Random) -> int:
             actions = [{"key": "bonus", "params": {"kind": "percent", "value": "2"}}]
             event = "bonus_calculated"
         else:
-            filters = (
-                [{"key": "weekday_time", "params": {"days": [str(d) for d in rng.sample(range(7), 4)]}}]
-                if _has("weekday_time")
-                else []
-            )
+            filters = [
+                {"key": "products", "params": {"groups": rng.sample(groups, 3), "with_descendants": True}}
+            ]
+            if _has("weekday_time"):
+                filters.append(
+                    {"key": "weekday_time", "params": {"days": [str(d) for d in rng.sample(range(7), 4)]}}
+                )
             actions = [{"key": "discount", "params": {"kind": "percent", "value": "2"}}]
             event = "discount_calculated"
         offer = offer_save(
@@ -134,7 +168,7 @@ def receipts_sample(n: int, lines: int, rng: random.Random):
     from loyalty.models import Product
     from offers.context import LineIn
 
-    products = list(Product.objects.values_list("sku", "price"))
+    products = list(Product.objects.filter(sku__startswith="B").values_list("sku", "price"))
     return [
         [
             LineIn(sku=sku, quantity=Decimal(rng.randint(1, 3)), price=price or Decimal("100"))
@@ -187,6 +221,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=1_000_000)
     parser.add_argument("--offers", type=int, default=200)
     parser.add_argument("--lines", type=int, default=30)
+    parser.add_argument("--products", type=int, default=5000, help="catalog size")
+    parser.add_argument("--regenerate-offers", action="store_true")
     parser.add_argument("--receipts", type=int, default=3000, help="receipts per phase")
     parser.add_argument("--rate", type=float, default=300.0, help="calculate requests per second")
     parser.add_argument("--workers", type=int, default=2)
@@ -207,6 +243,11 @@ def main() -> None:
         t0 = time.perf_counter()
         demo.members_load(demo.MemberPlan(count=args.members - have, seed=5, start_id=start))
         print(f"members loaded in {time.perf_counter() - t0:.1f} s", flush=True)
+    catalog_generate(args.products, rng)
+    if args.regenerate_offers:
+        from offers.models import Offer
+
+        Offer.objects.filter(name__startswith="Bench offer").delete()
     offers_generate(args.offers, rng)
     receipts = receipts_sample(args.receipts, args.lines, rng)
     figures = {"members": Member.objects.count()}

@@ -26,6 +26,9 @@ def money(value: Decimal) -> Decimal:
 
 @dataclass
 class Line:
+    """A receipt line. Quantity and price are fixed once built (``amount`` is computed
+    then); only ``discount`` changes while offers run."""
+
     index: int
     sku: str
     quantity: Decimal
@@ -35,10 +38,13 @@ class Line:
     name: str = ""
     discount: Decimal = ZERO
     min_price: Decimal = ZERO  # the lowest price per unit a discount may bring it to
+    amount: Decimal = field(init=False)
+    prefixes: frozenset[str] = field(init=False, repr=False)  # the group path and its ancestors
 
-    @property
-    def amount(self) -> Decimal:
-        return money(self.quantity * self.price)
+    def __post_init__(self) -> None:
+        self.amount = money(self.quantity * self.price)
+        parts = [p for p in self.group_path.split("/") if p]
+        self.prefixes = frozenset("/" + "/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
 
     @property
     def total(self) -> Decimal:
@@ -82,7 +88,26 @@ class Context:
 
     @property
     def amount(self) -> Decimal:
-        return sum((ln.amount for ln in self.lines), ZERO)
+        # Lines' amounts never change while offers run: computed once.
+        cached = self.__dict__.get("_amount")
+        if cached is None:
+            cached = self.__dict__["_amount"] = sum((ln.amount for ln in self.lines), ZERO)
+        return cached
+
+    @property
+    def skus(self) -> frozenset[str]:
+        cached = self.__dict__.get("_skus")
+        if cached is None:
+            cached = self.__dict__["_skus"] = frozenset(ln.sku for ln in self.lines)
+        return cached
+
+    @property
+    def prefixes(self) -> frozenset[str]:
+        """Every product group (with its ancestors) on the receipt."""
+        cached = self.__dict__.get("_prefixes")
+        if cached is None:
+            cached = self.__dict__["_prefixes"] = frozenset().union(*(ln.prefixes for ln in self.lines))
+        return cached
 
     @property
     def total(self) -> Decimal:

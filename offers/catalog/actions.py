@@ -91,39 +91,43 @@ class DiscountAction(OfferAction):
         self.rounding = params.get("rounding", "kopeck")
         self.min_price = Decimal(params.get("min_line_price") or 0)
 
-    def _room(self, line: Line, limits: Limits) -> Decimal:
-        cap = (line.amount * limits.max_line_discount_share).quantize(CENT, rounding=ROUND_DOWN)
-        floor = (max(self.min_price, line.min_price) * line.quantity).quantize(CENT)
-        return max(ZERO, min(cap - line.discount, line.amount - floor - line.discount))
-
     def apply(self, ctx, result, lines, offer, rule, limits):
         if not lines:
             return
-        wanted: dict[int, Decimal] = {}
         if self.kind == "percent":
-            for ln in lines:
-                wanted[ln.index] = rounded(ln.total * self.value / 100, self.rounding)
+            factor = self.value / 100
+            wants = [rounded(ln.total * factor, self.rounding) for ln in lines]
         elif self.target == "lines":
-            for ln in lines:
-                wanted[ln.index] = rounded(self.value * ln.quantity, self.rounding)
+            wants = [rounded(self.value * ln.quantity, self.rounding) for ln in lines]
         else:
-            base = sum((ln.total for ln in lines), ZERO)
+            totals = [ln.total for ln in lines]
+            base = sum(totals, ZERO)
             if base <= 0:
                 return
             left = min(self.value, base)
-            for i, ln in enumerate(lines):
+            wants = []
+            last = len(lines) - 1
+            for i, line_total in enumerate(totals):
                 share = (
                     left
-                    if i == len(lines) - 1
-                    else (self.value * ln.total / base).quantize(CENT, rounding=ROUND_DOWN)
+                    if i == last
+                    else min(left, (self.value * line_total / base).quantize(CENT, ROUND_DOWN))
                 )
-                share = min(share, left)
-                wanted[ln.index] = share
+                wants.append(share)
                 left -= share
+        share_cap = limits.max_line_discount_share
+        floor_price = self.min_price
         total = ZERO
         touched = []
-        for ln in lines:
-            amount = min(wanted.get(ln.index, ZERO), self._room(ln, limits))
+        for ln, want in zip(lines, wants, strict=True):
+            if want <= 0:
+                continue
+            # Room left on the line: the program's cap, and the minimum unit price.
+            room = (ln.amount * share_cap).quantize(CENT, ROUND_DOWN) - ln.discount
+            min_price = floor_price if floor_price > ln.min_price else ln.min_price
+            if min_price:
+                room = min(room, ln.amount - (min_price * ln.quantity).quantize(CENT) - ln.discount)
+            amount = want if want < room else room
             if amount > 0:
                 ln.discount += amount
                 total += amount

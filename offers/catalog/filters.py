@@ -161,19 +161,20 @@ class ProductsFilter(OfferFilter):
     def setup(self, params):
         self.skus = frozenset(params.get("products") or ())
         groups = ProductGroup.objects.filter(pk__in=params.get("groups") or ()).values_list("path", flat=True)
-        self.paths = tuple(groups)
+        self.paths = frozenset(groups)
         self.descendants = params.get("with_descendants", False)
         self.exclude = params.get("exclude", False)
 
     def _matches(self, line: Line) -> bool:
         if line.sku in self.skus:
             return True
-        for path in self.paths:
-            if line.group_path == path or (self.descendants and line.group_path.startswith(path)):
-                return True
-        return False
+        if self.descendants:
+            return not self.paths.isdisjoint(line.prefixes)
+        return line.group_path in self.paths
 
     def select(self, ctx, lines):
+        if not self.exclude and self.skus.isdisjoint(ctx.skus) and self.paths.isdisjoint(ctx.prefixes):
+            return []  # nothing on this receipt can match: no need to look at each line
         return [ln for ln in lines if self._matches(ln) != self.exclude]
 
 
