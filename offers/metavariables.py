@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from decimal import Decimal
 from typing import Any
 
@@ -70,8 +71,14 @@ def template_errors(text: str) -> list[str]:
     ]
 
 
+@lru_cache(maxsize=4096)
+def _compiled(text: str):
+    """Templates are compiled once per process (an offer's texts rarely change)."""
+    return _env.from_string(text)
+
+
 def render(text: str, ctx: Context, result: Result) -> str:
-    output = _env.from_string(text).render(metavariables.values(ctx, result))
+    output = _compiled(text).render(metavariables.values(ctx, result))
     return output[:MAX_OUTPUT]
 
 

@@ -221,7 +221,9 @@ def purchase_calculate(
     )
 
 
-def _accrual_inputs(result: Result, now: dt.datetime, source_label: str) -> list[receipts.AccrualInput]:
+def _accrual_inputs(result: Result, now: dt.datetime, source_label: str = "") -> list[receipts.AccrualInput]:
+    """Ledger inputs for the result's accruals, each labelled with the offer that gave it."""
+    names = {e.offer_id: e.offer_name for e in result.effects}
     currencies = {c.code: c for c in Currency.objects.all()}
     default = next((c for c in currencies.values() if c.is_default), None)
     inputs = []
@@ -240,7 +242,7 @@ def _accrual_inputs(result: Result, now: dt.datetime, source_label: str) -> list
                 source=ledger.Source(
                     type=SourceType.OFFER,
                     id=str(accrual.offer_id),
-                    label=source_label,
+                    label=(names.get(accrual.offer_id) or source_label)[:255],
                     reason=_("funded by partner %(id)s") % {"id": accrual.account} if accrual.account else "",
                 ),
             )
@@ -280,7 +282,6 @@ def purchase_confirm(
         raise InsufficientBonuses(
             _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
         )
-    offer_names = ", ".join(sorted({e.offer_name for e in calc.result.effects})) or _("offers")
     receipt = receipts.receipt_record(
         point_of_sale=point_of_sale,
         external_id=external_id,
@@ -298,7 +299,7 @@ def purchase_confirm(
     receipt = receipts.receipt_confirm(
         receipt=receipt,
         confirm=receipts.ConfirmInput(
-            bonus_payment=bonus_payment, accruals=_accrual_inputs(calc.result, now, offer_names)
+            bonus_payment=bonus_payment, accruals=_accrual_inputs(calc.result, now, _("offer"))
         ),
     )
     _applications_record(calc.result, member=receipt.member, receipt=receipt, at=now)
