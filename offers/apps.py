@@ -11,3 +11,8 @@ class OffersConfig(AppConfig):
         from offers.services import event_offers_run
 
         event_handlers.register("*")(event_offers_run)
+
+        from loyalty.admin.panels import register_member_panel
+        from offers.selectors import member_counters_panel
+
+        register_member_panel(member_counters_panel)

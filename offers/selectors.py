@@ -72,3 +72,30 @@ def offers_cache_clear() -> None:
     """Forget the compiled offers (tests roll the version back with the database)."""
     with _lock:
         _state.update(version=None, by_event={}, needs=frozenset())
+
+
+def member_counters_panel(member) -> dict:
+    """The member page's counters panel: each counter's value in its current period."""
+    from django.utils import timezone
+    from django.utils.translation import gettext as _
+
+    from offers.context import local_time, period_start
+    from offers.models import Counter, CounterValue
+
+    local = local_time(timezone.now(), member.time_zone)
+    values = {
+        (v["counter_id"], v["period_start"]): v["value"]
+        for v in CounterValue.objects.filter(member=member).values("counter_id", "period_start", "value")
+    }
+    rows = []
+    for counter in Counter.objects.all():
+        start = period_start(counter.period, local)
+        value = values.get((counter.pk, start))
+        if value is not None:
+            rows.append([counter.name, counter.get_period_display(), value])
+    return {
+        "title": _("Counters"),
+        "columns": [_("Counter"), _("Period"), _("Value")],
+        "rows": rows,
+        "empty": _("No counters yet."),
+    }

@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty import selectors
 from loyalty.admin.mixins import CsvExportMixin
+from loyalty.admin.panels import member_panels
 from loyalty.models import (
     ContactChannel,
     Currency,
@@ -272,6 +273,7 @@ class MemberAdmin(CsvExportMixin, admin.ModelAdmin):
                     "consents": selectors.member_consents(member=member),
                     "status_changes": member.status_changes.select_related("status_from", "status_to")[:20],
                     "can_adjust": request.user.has_perm("loyalty.adjust_bonuses"),
+                    "extra_panels": [p for p in (panel(member) for panel in member_panels) if p],
                 }
             )
         return super().change_view(request, object_id, form_url, extra)

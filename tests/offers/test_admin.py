@@ -107,3 +107,17 @@ def test_changing_an_active_offer_keeps_a_version(marketer, shop, make_offer, no
     offer.refresh_from_db()
     assert offer.version == 2 and offer.rules[0]["actions"][0]["params"]["value"] == "7"
     assert offer.versions.get().rules[0]["actions"][0]["params"]["value"] == "5"
+
+
+def test_the_member_page_shows_counters(marketer, now):
+    from offers.models import Counter
+    from offers.services import counters_apply
+    from tests import factories
+
+    member = factories.MemberFactory()
+    Counter.objects.create(key="visits", name="Visits this month", period="month")
+    counters_apply(member=member, changes={"visits": 3}, sets={}, now=now)
+    page = marketer.get(f"/admin/loyalty/member/{member.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Visits this month" in html and "3.00" in html
