@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "gateways",
     "communications",
     "offers",
+    "pos",
 ]
 
 MIDDLEWARE = [
@@ -209,6 +210,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "loyalty.api.problems.problem_exception_handler",
+    # Requests per API key of the point-of-sale API (pos.auth.ApiKeyRateThrottle).
+    "DEFAULT_THROTTLE_RATES": {"pos": env.str("POS_THROTTLE_RATE", default="6000/min")},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Loyalty back office API",
@@ -236,6 +239,10 @@ LOYALTY = {
     # Card numbers: prefix + random digits + a Luhn check digit, LENGTH digits in all.
     "CARD_NUMBER_PREFIX": env.str("CARD_NUMBER_PREFIX", default="7800"),
     "CARD_NUMBER_LENGTH": env.int("CARD_NUMBER_LENGTH", default=13),
+    # Offers: the largest share of a line all discounts may take, and of what is left to
+    # pay that bonuses may pay.
+    "MAX_LINE_DISCOUNT_SHARE": env.str("MAX_LINE_DISCOUNT_SHARE", default="0.9"),
+    "MAX_BONUS_PAYMENT_SHARE": env.str("MAX_BONUS_PAYMENT_SHARE", default="0.5"),
 }
 
 LOGGING = {

@@ -9,6 +9,7 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("loyalty.api.urls")),
     path("api/v1/", include("segments.api.urls")),
+    path("api/v1/", include("pos.urls")),
     path("gateways/", include("gateways.urls")),
     path("m/", include("communications.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),

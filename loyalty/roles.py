@@ -24,7 +24,7 @@ ROLE_LABELS = {
     API_USER: _("API user"),
 }
 
-PRODUCT_APPS = ("loyalty", "segments", "gateways", "communications", "offers")
+PRODUCT_APPS = ("loyalty", "segments", "gateways", "communications", "offers", "pos")
 ALL = ("view", "add", "change", "delete")
 
 # role -> list of (app_label, model name or "*", actions or extra codenames)

@@ -296,6 +296,10 @@ def purchase_confirm(
         member=member,
         purchased_at=now,
     )
+    if receipt.state != "calculated":
+        # A concurrent request with the same receipt id confirmed it first: its offers'
+        # effects are recorded there, not twice.
+        return receipt, calc
     receipt = receipts.receipt_confirm(
         receipt=receipt,
         confirm=receipts.ConfirmInput(

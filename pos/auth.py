@@ -1,0 +1,89 @@
+"""``Authorization: Api-Key <prefix>.<secret>``: the key, its permission and its
+rate limit. The authenticated request carries the key as ``request.api_key`` (and
+``request.auth``)."""
+
+import datetime as dt
+
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import BasePermission
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from pos.models import ApiKey
+
+KEYWORD = "Api-Key"
+# last_used_at is written at most this often per key, not on every request.
+TOUCH_EVERY = dt.timedelta(minutes=1)
+
+
+class ApiKeyUser:
+    """Stands in for ``request.user``: the key is the caller, not a person."""
+
+    is_authenticated = True
+    is_active = True
+    is_anonymous = False
+    is_staff = False
+    is_superuser = False
+    pk = id = None
+
+    def __init__(self, api_key: ApiKey) -> None:
+        self.api_key = api_key
+        self.username = f"api-key:{api_key.prefix}"
+
+    def __str__(self) -> str:
+        return self.username
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request):
+        parts = get_authorization_header(request).split()
+        if not parts or parts[0].lower() != KEYWORD.lower().encode():
+            return None
+        if len(parts) != 2:
+            raise AuthenticationFailed(_("Send the key as: Authorization: Api-Key <prefix>.<secret>."))
+        try:
+            token = parts[1].decode("ascii")
+        except UnicodeDecodeError:
+            raise AuthenticationFailed(_("Invalid API key.")) from None
+        prefix, _dot, secret = token.partition(".")
+        if not prefix or not secret or len(prefix) > 16:
+            raise AuthenticationFailed(_("Invalid API key."))
+        key = (
+            ApiKey.objects.select_related("partner", "point_of_sale")
+            .filter(prefix=prefix, active=True)
+            .first()
+        )
+        if key is None or not key.secret_matches(secret):
+            raise AuthenticationFailed(_("Invalid API key."))
+        now = timezone.now()
+        if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+            key.last_used_at = now
+        request.api_key = key
+        return ApiKeyUser(key), key
+
+    def authenticate_header(self, request) -> str:
+        return KEYWORD
+
+
+class HasApiKey(BasePermission):
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, ApiKey)
+
+
+class ApiKeyRateThrottle(SimpleRateThrottle):
+    """Requests per API key; the rate is ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["pos"]``
+    (env ``POS_THROTTLE_RATE``), read on each request so a settings change applies."""
+
+    scope = "pos"
+
+    def get_rate(self):
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+    def get_cache_key(self, request, view):
+        if not isinstance(request.auth, ApiKey):
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.auth.pk}

@@ -1,0 +1,568 @@
+"""The point-of-sale API: one view per operation. Each parses its input with a
+serializer, finds the point of sale, card, member or receipt within the API key's
+partner (``pos.scoping``), calls the loyalty and offers services and renders the result.
+Every change runs under the request's ``Idempotency-Key`` (``pos.idempotency``)."""
+
+from decimal import Decimal
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import JSONParser
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from loyalty import selectors
+from loyalty.models import (
+    BonusAccount,
+    Card,
+    CardState,
+    Currency,
+    Member,
+    MemberState,
+    PointOfSale,
+    Receipt,
+    ReceiptKind,
+    ReceiptState,
+    RegistrationChannel,
+    SalesChannel,
+)
+from loyalty.services import cards as card_services
+from loyalty.services import members as member_services
+from loyalty.services import receipts as receipt_services
+from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
+from loyalty.services.events import event_record
+from offers.context import LineIn
+from offers.engine import Result
+from offers.services import Calculation, purchase_calculate, purchase_confirm
+from pos import refunds, scoping
+from pos import serializers as s
+from pos.auth import ApiKeyAuthentication, ApiKeyRateThrottle, HasApiKey
+from pos.errors import MemberNotFound, ReceiptExists, RefundIdUsed, pos_exception_handler
+from pos.idempotency import IDEMPOTENCY_KEY_PARAMETER, idempotent
+from pos.schema import problems
+
+ZERO = Decimal("0")
+TAG_RECEIPTS, TAG_MEMBERS, TAG_CARDS, TAG_EVENTS = (
+    ["pos receipts"],
+    ["pos members"],
+    ["pos cards"],
+    ["pos events"],
+)
+READ_PROBLEMS = (400, 401, 404, 429)
+WRITE_PROBLEMS = (400, 401, 404, 409, 422, 429)
+
+
+class PosView(APIView):
+    authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasApiKey]
+    throttle_classes = [ApiKeyRateThrottle]
+    parser_classes = [JSONParser]
+    renderer_classes = [JSONRenderer]
+
+    def get_exception_handler(self):
+        return pos_exception_handler
+
+
+def _valid(serializer_class, data) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _usable(card: Card | None, member: Member | None) -> None:
+    """A blocked or replaced card, or a blocked member, cannot buy with the program."""
+    if card is not None and card.state == CardState.BLOCKED:
+        raise CardStateError(_("Card is blocked."))
+    if card is not None and card.state == CardState.REPLACED:
+        raise CardStateError(_("Card %(number)s was replaced.") % {"number": card.number})
+    if member is not None and member.state == MemberState.BLOCKED:
+        raise MemberBlocked(_("Member is blocked."))
+
+
+def _identify(request, v: dict) -> tuple[Card | None, Member | None]:
+    return scoping.identify(request.auth, card=v.get("card", ""), phone=v.get("phone", ""))
+
+
+def _member_required(request, v: dict) -> Member:
+    card, member = _identify(request, v)
+    if member is None:
+        raise MemberNotFound(_("Card %(number)s is not bound to a member.") % {"number": card.number})
+    return member
+
+
+def _default_currency() -> Currency | None:
+    return Currency.objects.filter(is_default=True).first()
+
+
+def _default_code() -> str:
+    currency = _default_currency()
+    return currency.code if currency else "bonus"
+
+
+def _lines_in(v: dict) -> list[LineIn]:
+    return [
+        LineIn(sku=ln["sku"], quantity=ln["quantity"], price=ln["price"], name=ln.get("name", ""))
+        for ln in v["lines"]
+    ]
+
+
+def _engine_lines(calc: Calculation) -> list[dict]:
+    return [
+        {
+            "position": ln.index + 1,
+            "sku": ln.sku,
+            "name": ln.name,
+            "quantity": ln.quantity,
+            "price": ln.price,
+            "amount": ln.amount,
+            "discount": ln.discount,
+            "total": ln.total,
+        }
+        for ln in calc.ctx.lines
+    ]
+
+
+def _receipt_lines(receipt: Receipt) -> list[dict]:
+    return [
+        {
+            "position": ln.position,
+            "sku": ln.sku,
+            "name": ln.name,
+            "quantity": ln.quantity,
+            "price": ln.price,
+            "amount": ln.amount,
+            "discount": ln.discount,
+            "total": ln.amount - ln.discount,
+        }
+        for ln in receipt.lines.order_by("position")
+    ]
+
+
+def _bonuses(result: Result, default: str) -> list[dict]:
+    totals: dict[str, Decimal] = {}
+    for accrual in result.accruals:
+        code = accrual.currency or default
+        totals[code] = totals.get(code, ZERO) + accrual.amount
+    return [{"currency": code, "amount": amount} for code, amount in totals.items()]
+
+
+def _offers(result: Result, default: str) -> list[dict]:
+    """What each applied offer did, in the order the offers ran."""
+    offers: dict[int, dict] = {}
+    for offer_id in result.applied:
+        offers[offer_id] = {"id": offer_id, "name": "", "effects": []}
+    for effect in result.effects:
+        entry = offers.setdefault(effect.offer_id, {"id": effect.offer_id, "name": "", "effects": []})
+        entry["name"] = effect.offer_name
+        is_bonus = effect.action in ("bonus", "extra_bonus")
+        entry["effects"].append(
+            {
+                "action": effect.action,
+                "amount": effect.amount,
+                "currency": (effect.currency or default) if is_bonus else effect.currency,
+                "lines": [i + 1 for i in effect.lines],
+                "text": effect.text,
+            }
+        )
+    if any(not entry["name"] for entry in offers.values()):
+        from offers.models import Offer
+
+        names = dict(Offer.objects.filter(pk__in=list(offers)).values_list("pk", "name"))
+        for entry in offers.values():
+            entry["name"] = entry["name"] or names.get(entry["id"], "")
+    return list(offers.values())
+
+
+def _receipt_data(receipt: Receipt, pos: PointOfSale) -> dict:
+    return {
+        "id": receipt.pk,
+        "external_id": receipt.external_id,
+        "point_of_sale": pos.code,
+        "state": receipt.state,
+        "purchased_at": receipt.purchased_at,
+        "confirmed_at": receipt.confirmed_at,
+        "card": receipt.card.number if receipt.card_id else None,
+        "member": receipt.member_id,
+        "amount": receipt.amount,
+        "discount": receipt.discount,
+        "total": receipt.total,
+        "bonus_paid": receipt.bonus_paid,
+        "bonus_accrued": receipt.bonus_accrued,
+        "lines": _receipt_lines(receipt),
+    }
+
+
+def _available(member: Member | None, currency: Currency | None) -> Decimal:
+    if member is None or currency is None:
+        return ZERO
+    account = BonusAccount.objects.filter(member=member, currency=currency).first()
+    return account.available if account else ZERO
+
+
+# --- receipts -------------------------------------------------------------------------
+class ReceiptCalculate(PosView):
+    @extend_schema(
+        tags=TAG_RECEIPTS,
+        operation_id="pos_receipt_calculate",
+        summary="Price a receipt: discounts per line, bonuses to earn, the most payable with bonuses",
+        description="A preview through the active offers; nothing is written.",
+        request=s.CalculateIn,
+        responses={200: s.CalculationOut, **problems(*READ_PROBLEMS, 409)},
+    )
+    def post(self, request):
+        v = _valid(s.CalculateIn, request.data)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+        card, member = _identify(request, v)
+        _usable(card, member)
+        calc = purchase_calculate(
+            point_of_sale=pos, lines=_lines_in(v), payments=v["payments"], card=card, member=member
+        )
+        default = _default_code()
+        data = {
+            "point_of_sale": pos.code,
+            "card": card.number if card else None,
+            "member": member.pk if member else None,
+            "lines": _engine_lines(calc),
+            "amount": calc.ctx.amount,
+            "discount": calc.ctx.amount - calc.ctx.total,
+            "total": calc.ctx.total,
+            "bonuses": _bonuses(calc.result, default),
+            "max_bonus_payment": calc.max_bonus_payment,
+            "balance": calc.balance,
+            "cheque_messages": calc.cheque_messages,
+            "cashier_messages": calc.cashier_messages,
+            "offers": _offers(calc.result, default),
+        }
+        return Response(s.CalculationOut(data).data)
+
+
+class ReceiptConfirm(PosView):
+    @extend_schema(
+        tags=TAG_RECEIPTS,
+        operation_id="pos_receipt_confirm",
+        summary="Confirm a purchase: record the receipt, pay with bonuses, accrue what the offers give",
+        description=(
+            "Prices the receipt again and, in one transaction, records it, takes `bonus_payment` "
+            "from the member's bonuses and accrues the bonuses the offers give. The receipt id is "
+            "unique per point of sale."
+        ),
+        request=s.ConfirmIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: s.ConfirmOut, **problems(*WRITE_PROBLEMS, 402)},
+    )
+    @idempotent
+    def post(self, request):
+        v = _valid(s.ConfirmIn, request.data)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+        card, member = _identify(request, v)
+        _usable(card, member)
+        if v["bonus_payment"] > 0 and member is None:
+            raise ValidationError(
+                {"bonus_payment": [_("Paying with bonuses needs a member's card or phone.")]}
+            )
+        existing = Receipt.objects.filter(
+            point_of_sale=pos, kind=ReceiptKind.SALE, external_id=v["external_id"]
+        ).first()
+        if existing is not None and existing.state != ReceiptState.CALCULATED:
+            raise ReceiptExists(
+                _("Receipt %(id)s is already %(state)s.")
+                % {
+                    "id": existing.external_id,
+                    "state": existing.get_state_display(),
+                }
+            )
+        now = timezone.now()
+        receipt, calc = purchase_confirm(
+            point_of_sale=pos,
+            external_id=v["external_id"],
+            lines=_lines_in(v),
+            payments=[receipt_services.PaymentInput(p["method"], p["amount"]) for p in v["payments"]],
+            card=card,
+            member=member,
+            bonus_payment=v["bonus_payment"],
+            now=now,
+        )
+        if receipt.purchased_at != (existing.purchased_at if existing else now):
+            # A concurrent request with another key confirmed this receipt id first.
+            raise ReceiptExists(
+                _("Receipt %(id)s was confirmed by another request.") % {"id": receipt.external_id}
+            )
+        currency = _default_currency()
+        default = currency.code if currency else "bonus"
+        data = {
+            **_receipt_data(receipt, pos),
+            "bonuses": _bonuses(calc.result, default),
+            "balance": _available(receipt.member, currency),
+            "cheque_messages": calc.cheque_messages,
+            "cashier_messages": calc.cashier_messages,
+            "offers": _offers(calc.result, default),
+        }
+        return Response(s.ConfirmOut(data).data, status=status.HTTP_201_CREATED)
+
+
+class ReceiptCancel(PosView):
+    @extend_schema(
+        tags=TAG_RECEIPTS,
+        operation_id="pos_receipt_cancel",
+        summary="Cancel a receipt that was calculated but not confirmed",
+        description="A confirmed receipt cannot be cancelled (409): refund it.",
+        request=s.PointOfSaleIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: s.ReceiptOut, **problems(*WRITE_PROBLEMS)},
+    )
+    @idempotent
+    def post(self, request, external_id: str):
+        v = _valid(s.PointOfSaleIn, request.data)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+        receipt = receipt_services.receipt_cancel(receipt=scoping.receipt_get(pos, external_id))
+        return Response(s.ReceiptOut(_receipt_data(receipt, pos)).data)
+
+
+class ReceiptRefund(PosView):
+    @extend_schema(
+        tags=TAG_RECEIPTS,
+        operation_id="pos_receipt_refund",
+        summary="Refund a confirmed receipt, wholly or by lines",
+        description=(
+            "Returned units are priced like the original lines, with their share of the discount. "
+            "Bonuses follow the refunded share of the receipt: those paid go back to the member, "
+            "those earned are taken back. The same `refund_id` twice is one refund."
+        ),
+        request=s.RefundIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: s.RefundOut, 200: s.RefundOut, **problems(*WRITE_PROBLEMS)},
+    )
+    @idempotent
+    def post(self, request, external_id: str):
+        v = _valid(s.RefundIn, request.data)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+        receipt = scoping.receipt_get(pos, external_id)
+        refund = receipt.refunds.filter(external_id=v["refund_id"]).first()
+        created = refund is None
+        if refund is None:
+            if Receipt.objects.filter(
+                point_of_sale=pos, kind=ReceiptKind.REFUND, external_id=v["refund_id"]
+            ).exists():
+                raise RefundIdUsed(_("Refund %(id)s is of another receipt.") % {"id": v["refund_id"]})
+            if receipt.state not in (ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED):
+                raise ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display()})
+            requested = [(ln["sku"], ln["quantity"]) for ln in v["lines"]] if "lines" in v else None
+            lines = refunds.refund_lines(receipt, requested)
+            refund = receipt_services.receipt_refund(receipt=receipt, external_id=v["refund_id"], lines=lines)
+        receipt.refresh_from_db(fields=["state"])
+        data = {
+            "id": refund.pk,
+            "refund_id": refund.external_id,
+            "receipt": receipt.external_id,
+            "receipt_state": receipt.state,
+            "point_of_sale": pos.code,
+            "amount": refund.total,
+            "bonus_restored": ZERO - refund.bonus_paid,
+            "bonus_clawed_back": ZERO - refund.bonus_accrued,
+            "lines": _receipt_lines(refund),
+        }
+        return Response(
+            s.RefundOut(data).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
+
+
+# --- balance and members ----------------------------------------------------------------
+class Balance(PosView):
+    @extend_schema(
+        tags=TAG_MEMBERS,
+        operation_id="pos_balance",
+        summary="A member's bonuses per currency: available, pending, expiring soon",
+        parameters=[s.BalanceQuery],
+        responses={200: s.BalancesOut, **problems(*READ_PROBLEMS)},
+    )
+    def get(self, request):
+        v = _valid(s.BalanceQuery, request.query_params)
+        member = _member_required(request, v)
+        rows = selectors.member_balances(member=member, expiring_days=v["expiring_days"])
+        balances = [
+            {
+                "currency": b.currency_code,
+                "currency_name": b.currency_name,
+                "available": b.available,
+                "pending": b.pending,
+                "expiring": b.expiring,
+                "expiring_days": b.expiring_days,
+                "next_expiry": b.next_expiry,
+                "next_activation": b.next_activation,
+            }
+            for b in rows
+        ]
+        default = _default_currency()
+        if default is not None and default.code not in {b["currency"] for b in balances}:
+            balances.insert(
+                0,
+                {
+                    "currency": default.code,
+                    "currency_name": default.name,
+                    "available": ZERO,
+                    "pending": ZERO,
+                    "expiring": ZERO,
+                    "expiring_days": v["expiring_days"],
+                    "next_expiry": None,
+                    "next_activation": None,
+                },
+            )
+        return Response(s.BalancesOut({"member": member.pk, "balances": balances}).data)
+
+
+def _member_data(request, member: Member) -> dict:
+    return {
+        "id": member.pk,
+        "external_id": member.external_id,
+        "last_name": member.last_name,
+        "first_name": member.first_name,
+        "middle_name": member.middle_name,
+        "phone": member.phone,
+        "email": member.email,
+        "state": member.state,
+        "status": member.status.code if member.status_id else None,
+        "registered_at": member.registered_at,
+        "cards": list(
+            scoping.cards(request.auth)
+            .filter(member=member)
+            .order_by("issued_at")
+            .values_list("number", flat=True)
+        ),
+        "consents": {c.channel: c.granted for c in member.consents.all()},
+    }
+
+
+class MemberLookup(PosView):
+    @extend_schema(
+        tags=TAG_MEMBERS,
+        operation_id="pos_member_lookup",
+        summary="Find the member by card number or phone",
+        parameters=[s.IdentityQuery],
+        responses={200: s.MemberOut, **problems(*READ_PROBLEMS)},
+    )
+    def get(self, request):
+        v = _valid(s.IdentityQuery, request.query_params)
+        return Response(s.MemberOut(_member_data(request, _member_required(request, v))).data)
+
+
+REGISTRATION_CHANNELS = {
+    SalesChannel.OFFLINE: RegistrationChannel.POINT_OF_SALE,
+    SalesChannel.ONLINE_STORE: RegistrationChannel.ONLINE_STORE,
+    SalesChannel.MOBILE_APP: RegistrationChannel.MOBILE_APP,
+}
+
+
+class MemberRegister(PosView):
+    @extend_schema(
+        tags=TAG_MEMBERS,
+        operation_id="pos_member_register",
+        summary="Register a member, with consents per channel and optionally the card they hold",
+        request=s.MemberIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: s.MemberOut, **problems(*WRITE_PROBLEMS)},
+    )
+    @idempotent
+    def post(self, request):
+        v = dict(_valid(s.MemberIn, request.data))
+        pos_code = v.pop("point_of_sale", "")
+        pos = scoping.point_of_sale_get(request.auth, pos_code) if pos_code else None
+        card_number = v.pop("card", "")
+        card = scoping.card_get(request.auth, card_number) if card_number else None
+        consents = v.pop("consents", {})
+        channel = (
+            REGISTRATION_CHANNELS.get(pos.kind, RegistrationChannel.POINT_OF_SALE)
+            if pos
+            else (RegistrationChannel.POINT_OF_SALE)
+        )
+        member = member_services.member_create(
+            consents=consents,
+            consent_source=(f"pos:{pos.code}" if pos else "pos")[:64],
+            registration_channel=channel,
+            **v,
+        )
+        if card is not None:
+            card_services.card_bind(card=card, member=member)
+            card_services.card_activate(card=card, channel=channel)
+        member = Member.objects.select_related("status").get(pk=member.pk)
+        return Response(s.MemberOut(_member_data(request, member)).data, status=status.HTTP_201_CREATED)
+
+
+# --- cards ------------------------------------------------------------------------------
+class CardIssue(PosView):
+    @extend_schema(
+        tags=TAG_CARDS,
+        operation_id="pos_card_issue",
+        summary="Issue a card at a point of sale, optionally bound to a member",
+        request=s.CardIssueIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: s.CardOut, **problems(*WRITE_PROBLEMS)},
+    )
+    @idempotent
+    def post(self, request):
+        v = _valid(s.CardIssueIn, request.data)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+        member = None
+        if v.get("member"):
+            member = scoping.member_get(request.auth, v["member"])
+        elif v.get("phone"):
+            member = scoping.member_by_phone(request.auth, v["phone"])
+        number = v.get("number", "")
+        if number and not card_services.card_number_valid(number):
+            raise ValidationError(
+                {"number": [_("Not a card number of this program (prefix, length, check digit).")]}
+            )
+        card = card_services.card_issue(number=number, kind=v["kind"], member=member, point_of_sale=pos)
+        return Response(s.CardOut(card).data, status=status.HTTP_201_CREATED)
+
+
+class CardActivate(PosView):
+    @extend_schema(
+        tags=TAG_CARDS,
+        operation_id="pos_card_activate",
+        summary="Activate a card bound to a member",
+        request=s.CardActivateIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: s.CardOut, **problems(*WRITE_PROBLEMS)},
+    )
+    @idempotent
+    def post(self, request, number: str):
+        v = _valid(s.CardActivateIn, request.data)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"]) if v.get("point_of_sale") else None
+        card = scoping.card_get(request.auth, number)
+        channel = (
+            REGISTRATION_CHANNELS.get(pos.kind, RegistrationChannel.POINT_OF_SALE)
+            if pos
+            else (RegistrationChannel.POINT_OF_SALE)
+        )
+        card = card_services.card_activate(card=card, channel=channel)
+        return Response(s.CardOut(card).data)
+
+
+# --- events -----------------------------------------------------------------------------
+class EventReport(PosView):
+    @extend_schema(
+        tags=TAG_EVENTS,
+        operation_id="pos_event_report",
+        summary="Report a member event that is not a purchase (app installed, questionnaire filled, ...)",
+        description="Offers of the event's type run for the member once it is recorded.",
+        request=s.EventIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: s.EventOut, **problems(*WRITE_PROBLEMS)},
+    )
+    @idempotent
+    def post(self, request):
+        v = _valid(s.EventIn, request.data)
+        member = _member_required(request, v)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"]) if v.get("point_of_sale") else None
+        event = event_record(
+            event_type=v["event_type"],
+            member=member,
+            point_of_sale=pos,
+            payload=v["payload"],
+            occurred_at=v.get("occurred_at"),
+        )
+        return Response(s.EventOut(event).data, status=status.HTTP_201_CREATED)

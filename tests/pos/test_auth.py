@@ -1,0 +1,152 @@
+"""API keys and tenancy: a key acts only for its partner's points of sale; another
+partner's point of sale, card, member or receipt is answered like an unknown one (404)."""
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth.models import User
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from loyalty.models import Receipt
+from loyalty.services.cards import card_issue
+from loyalty.services.members import member_create
+from pos.models import ApiKey
+from pos.services import api_key_create, api_key_revoke
+from tests.pos.conftest import client_for, get, post
+
+LINES = [{"sku": "COFFEE", "quantity": "1", "price": "500"}]
+
+
+def calculate(client, pos: str, **identity):
+    return post(client, "receipts/calculate", {"point_of_sale": pos, "lines": LINES, **identity})
+
+
+@pytest.fixture
+def theirs(world):
+    """A member registered at the other partner with a card issued at its store."""
+    member = member_create(first_name="Пётр", phone="+79167654321")
+    card = card_issue(member=member, point_of_sale=world.other_store)
+    return {"member": member, "card": card}
+
+
+def test_no_key_is_401_with_the_scheme_to_use(world):
+    response = APIClient().post(
+        "/api/v1/pos/receipts/calculate", {"point_of_sale": "web", "lines": LINES}, format="json"
+    )
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Api-Key"
+    assert response["Content-Type"] == "application/problem+json"
+    assert response.json()["code"] == "not_authenticated"
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["Api-Key nonsense", "Api-Key abc.def", "Api-Key", "Api-Key a b", "Bearer x"],
+)
+def test_a_wrong_key_is_401(world, key, header):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=header)
+    assert calculate(client, "web").status_code == 401
+
+
+def test_a_wrong_secret_or_a_revoked_key_is_401(world, key):
+    prefix = key.token.split(".")[0]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {prefix}.not-the-secret")
+    assert calculate(client, "web").json()["code"] == "authentication_failed"
+    api = client_for(key)
+    assert calculate(api, "web").status_code == 200
+    api_key_revoke(api_key=key.api_key)
+    assert calculate(api, "web").status_code == 401
+
+
+def test_only_the_hash_of_the_secret_is_kept_and_use_is_recorded(world, key, api):
+    stored = ApiKey.objects.get(pk=key.api_key.pk)
+    secret = key.token.split(".", 1)[1]
+    assert secret not in stored.secret_hash and len(stored.secret_hash) == 64
+    assert stored.last_used_at is None
+    calculate(api, "web")
+    stored.refresh_from_db()
+    assert stored.last_used_at is not None
+
+
+def test_back_office_credentials_do_not_open_the_pos_api(world):
+    user = User.objects.create_superuser(username="admin", password="x")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    assert calculate(client, "web").status_code == 401
+
+
+def test_another_partners_point_of_sale_is_not_found(world, api):
+    response = calculate(api, "other-1")
+    assert response.status_code == 404 and response.json()["code"] == "point_of_sale_not_found"
+    assert calculate(api, "no-such-store").json()["code"] == "point_of_sale_not_found"
+    confirm = post(api, "receipts/confirm", {"point_of_sale": "other-1", "external_id": "X", "lines": LINES})
+    assert confirm.status_code == 404 and not Receipt.objects.exists()
+
+
+def test_a_key_bound_to_one_point_of_sale_cannot_use_the_others(world):
+    api = client_for(api_key_create(name="Till 1", partner=world.partner, point_of_sale=world.hyper))
+    assert calculate(api, "hyper-1").status_code == 200
+    assert calculate(api, "web").status_code == 404
+
+
+def test_another_partners_card_is_not_found(world, api, theirs):
+    number = theirs["card"].number
+    for response in (
+        calculate(api, "web", card=number),
+        get(api, "balance", card=number),
+        get(api, "members/lookup", card=number),
+        post(api, f"cards/{number}/activate"),
+        post(api, "events", {"event_type": "app_installed", "card": number}),
+    ):
+        assert response.status_code == 404, response.json()
+        assert response.json()["code"] == "card_not_found"
+
+
+def test_a_member_known_only_by_another_partners_card_is_not_found(world, api, other_api, theirs):
+    response = get(api, "members/lookup", phone="+79167654321")
+    assert response.status_code == 404 and response.json()["code"] == "member_not_found"
+    assert get(other_api, "members/lookup", phone="+79167654321").json()["id"] == theirs["member"].pk
+
+
+def test_program_cards_and_members_without_cards_serve_every_partner(world, api, other_api):
+    member = member_create(first_name="Анна", phone="+79161234567")
+    assert get(api, "members/lookup", phone="+79161234567").json()["cards"] == []
+    card = card_issue(member=member)  # issued by the program, not at a store
+    for client in (api, other_api):
+        assert get(client, "members/lookup", card=card.number).json()["cards"] == [card.number]
+
+
+def test_another_partners_receipt_is_not_found(world, api, other_api):
+    made = post(
+        other_api, "receipts/confirm", {"point_of_sale": "other-1", "external_id": "R-1", "lines": LINES}
+    )
+    assert made.status_code == 201
+    for point_of_sale, code in (("other-1", "point_of_sale_not_found"), ("web", "receipt_not_found")):
+        for action in ("refund", "cancel"):
+            response = post(
+                api, f"receipts/R-1/{action}", {"point_of_sale": point_of_sale, "refund_id": "RF"}
+            )
+            assert response.status_code == 404 and response.json()["code"] == code
+    assert Receipt.objects.get().state == "confirmed"
+
+
+def test_requests_are_throttled_per_key(world, key, other_key, settings):
+    cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"pos": "3/min"}}
+    api, other = client_for(key), client_for(other_key)
+    assert [calculate(api, "web").status_code for _ in range(3)] == [200, 200, 200]
+    throttled = calculate(api, "web")
+    assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
+    assert "Retry-After" in throttled
+    assert calculate(other, "other-1").status_code == 200  # the other key has its own budget
+    cache.clear()
+
+
+def test_amounts_are_decimal_strings(world, api):
+    body = calculate(api, "web").json()
+    assert body["total"] == "500.00" and body["lines"][0]["quantity"] == "1.000"
+    assert Decimal(body["max_bonus_payment"]) == 0
