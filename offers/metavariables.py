@@ -17,7 +17,7 @@ from typing import Any
 
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _l
+from django.utils.translation import gettext_lazy
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 
@@ -87,29 +87,29 @@ def _member(attr: str):
 
 
 for _name, _label, _fn in [
-    ("first_name", _l("member's first name"), _member("first_name")),
-    ("last_name", _l("member's last name"), _member("last_name")),
-    ("middle_name", _l("member's middle name (patronymic)"), _member("middle_name")),
-    ("status", _l("member's status"), _member("status")),
-    ("discount", _l("discount on this receipt"), lambda ctx, r: _fmt(r.discount_total())),
+    ("first_name", gettext_lazy("member's first name"), _member("first_name")),
+    ("last_name", gettext_lazy("member's last name"), _member("last_name")),
+    ("middle_name", gettext_lazy("member's middle name (patronymic)"), _member("middle_name")),
+    ("status", gettext_lazy("member's status"), _member("status")),
+    ("discount", gettext_lazy("discount on this receipt"), lambda ctx, r: _fmt(r.discount_total())),
     (
         "bonus",
-        _l("bonuses accrued on this receipt"),
+        gettext_lazy("bonuses accrued on this receipt"),
         lambda ctx, r: _fmt(sum((a.amount for a in r.accruals), Decimal(0))),
     ),
-    ("amount", _l("receipt amount before discount"), lambda ctx, r: _fmt(ctx.amount)),
-    ("total", _l("receipt total after discount"), lambda ctx, r: _fmt(ctx.total)),
-    ("currency", _l("the program's currency"), lambda ctx, r: ctx.currency),
+    ("amount", gettext_lazy("receipt amount before discount"), lambda ctx, r: _fmt(ctx.amount)),
+    ("total", gettext_lazy("receipt total after discount"), lambda ctx, r: _fmt(ctx.total)),
+    ("currency", gettext_lazy("the program's currency"), lambda ctx, r: ctx.currency),
     (
         "balance",
-        _l("bonus balance (default currency)"),
+        gettext_lazy("bonus balance (default currency)"),
         lambda ctx, r: _fmt(ctx.member.balances.get("", 0)) if ctx.member else "0",
     ),
     (
         "balances",
-        _l("bonus balances by currency"),
+        gettext_lazy("bonus balances by currency"),
         lambda ctx, r: {k: _fmt(v) for k, v in ctx.member.balances.items()} if ctx.member else {},
     ),
-    ("event", _l("the event's own values"), lambda ctx, r: dict(ctx.payload)),
+    ("event", gettext_lazy("the event's own values"), lambda ctx, r: dict(ctx.payload)),
 ]:
     metavariables.register(_name, _label, _fn)

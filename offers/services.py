@@ -222,28 +222,42 @@ def purchase_calculate(
 
 
 def _accrual_inputs(result: Result, now: dt.datetime, source_label: str = "") -> list[receipts.AccrualInput]:
-    """Ledger inputs for the result's accruals, each labelled with the offer that gave it."""
+    """Ledger inputs for the result's accruals: one lot per currency, activation,
+    expiry and funding partner (many offers on one receipt make a handful of lots, not
+    dozens of ledger writes), labelled with the offers that gave it. What each offer
+    gave is kept per offer in ``OfferApplication``."""
     names = {e.offer_id: e.offer_name for e in result.effects}
     currencies = {c.code: c for c in Currency.objects.all()}
     default = next((c for c in currencies.values() if c.is_default), None)
-    inputs = []
+    groups: dict[tuple, list] = {}
     for accrual in result.accruals:
         currency = currencies.get(accrual.currency) if accrual.currency else default
         activates = now + dt.timedelta(days=accrual.delay_days) if accrual.delay_days else None
         expires = (
             (activates or now) + dt.timedelta(days=accrual.lifetime_days) if accrual.lifetime_days else None
         )
+        key = (currency.pk if currency else None, activates, expires, accrual.account)
+        groups.setdefault(key, [currency, activates, expires, accrual.account, ZERO, []])
+        group = groups[key]
+        group[4] += accrual.amount
+        if accrual.offer_id not in group[5]:
+            group[5].append(accrual.offer_id)
+    inputs = []
+    for currency, activates, expires, account, amount, offer_ids in groups.values():
+        label = "; ".join(names.get(i, "") for i in offer_ids if names.get(i)) or source_label
+        if len(label) > 255:
+            label = label[:254] + "…"
         inputs.append(
             receipts.AccrualInput(
-                amount=accrual.amount,
+                amount=amount,
                 currency=currency,
                 activates_at=activates,
                 expires_at=expires,
                 source=ledger.Source(
                     type=SourceType.OFFER,
-                    id=str(accrual.offer_id),
-                    label=(names.get(accrual.offer_id) or source_label)[:255],
-                    reason=_("funded by partner %(id)s") % {"id": accrual.account} if accrual.account else "",
+                    id=",".join(str(i) for i in offer_ids)[:64],
+                    label=label,
+                    reason=_("funded by partner %(id)s") % {"id": account} if account else "",
                 ),
             )
         )
@@ -328,17 +342,21 @@ def _applications_record(result: Result, *, member, receipt=None, event=None, at
             totals[0] += effect.amount
         elif effect.action in ("bonus", "extra_bonus"):
             totals[1] += effect.amount
-    for offer_id in result.applied:
-        discount, bonus = by_offer.get(offer_id, [ZERO, ZERO])
-        OfferApplication.objects.create(
-            offer_id=offer_id,
-            member=member,
-            receipt=receipt,
-            event=event,
-            discount=discount,
-            bonus=bonus,
-            at=at or timezone.now(),
-        )
+    at = at or timezone.now()
+    OfferApplication.objects.bulk_create(
+        [
+            OfferApplication(
+                offer_id=offer_id,
+                member=member,
+                receipt=receipt,
+                event=event,
+                discount=by_offer.get(offer_id, [ZERO, ZERO])[0],
+                bonus=by_offer.get(offer_id, [ZERO, ZERO])[1],
+                at=at,
+            )
+            for offer_id in result.applied
+        ]
+    )
 
 
 # --- member events --------------------------------------------------------------------

@@ -12,7 +12,7 @@ from decimal import Decimal, InvalidOperation
 from django import forms
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _l
+from django.utils.translation import gettext_lazy
 
 from loyalty.models import Card, Member, PointOfSale
 from offers.catalog import offer_actions, offer_events, offer_filters
@@ -26,7 +26,7 @@ PARTS = (("filters", offer_filters), ("actions", offer_actions))
 
 
 class SettingsForm(forms.ModelForm):
-    event_type = forms.ChoiceField(label=_l("event"), choices=())
+    event_type = forms.ChoiceField(label=gettext_lazy("event"), choices=())
 
     class Meta:
         model = Offer
@@ -137,16 +137,18 @@ def structure_of(rules: list[dict]) -> str:
 
 class SimulationForm(forms.Form):
     point_of_sale = forms.ModelChoiceField(
-        label=_l("point of sale"), queryset=PointOfSale.objects.filter(active=True)
+        label=gettext_lazy("point of sale"), queryset=PointOfSale.objects.filter(active=True)
     )
-    member = forms.CharField(label=_l("member (card number or phone)"), required=False)
+    member = forms.CharField(label=gettext_lazy("member (card number or phone)"), required=False)
     lines = forms.CharField(
-        label=_l("lines"),
-        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "SKU quantity price"}),
-        help_text=_l("One line per receipt line: SKU, quantity and price separated by spaces."),
+        label=gettext_lazy("lines"),
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": gettext_lazy("SKU quantity price")}),
+        help_text=gettext_lazy("One line per receipt line: SKU, quantity and price separated by spaces."),
     )
     payments = forms.CharField(
-        label=_l("payment methods"), required=False, help_text=_l("Codes, comma-separated.")
+        label=gettext_lazy("payment methods"),
+        required=False,
+        help_text=gettext_lazy("Codes, comma-separated."),
     )
 
     def clean_lines(self):
@@ -202,4 +204,7 @@ def simulate(offer: Offer, form: SimulationForm):
     )
     result = evaluate(ctx, [compiled], limits())
     _render_pending(ctx, result)
+    for effect in result.effects:  # the action's name for people, not its key
+        registry = offer_actions if effect.action in offer_actions else None
+        effect.label = str(registry.get(effect.action).label) if registry else effect.action
     return ctx, result

@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _l
+from django.utils.translation import gettext_lazy
 
 from loyalty.admin.mixins import CsvExportMixin
 from offers.admin.builder import (
@@ -67,23 +67,23 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
             )
         )
 
-    @admin.display(description=_l("event"))
+    @admin.display(description=gettext_lazy("event"))
     def event_label(self, obj):
         from loyalty.events import event_types
 
         return event_types.label(obj.event_type)
 
-    @admin.display(description=_l("period"))
+    @admin.display(description=gettext_lazy("period"))
     def period(self, obj):
         start = obj.starts_at.strftime("%Y-%m-%d") if obj.starts_at else "…"
         end = obj.ends_at.strftime("%Y-%m-%d") if obj.ends_at else "…"
         return f"{start} – {end}"
 
-    @admin.display(description=_l("receipts"), ordering="receipts_count")
+    @admin.display(description=gettext_lazy("receipts"), ordering="receipts_count")
     def receipts(self, obj):
         return obj.receipts_count
 
-    @admin.display(description=_l("members"), ordering="members_count")
+    @admin.display(description=gettext_lazy("members"), ordering="members_count")
     def members(self, obj):
         return obj.members_count
 
@@ -93,7 +93,7 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
             '<a href="{}">{}</a>', reverse("admin:offers_offer_builder", args=[obj.pk]), _("Open builder")
         )
 
-    @admin.display(description=_l("rules"))
+    @admin.display(description=gettext_lazy("rules"))
     def rules_summary(self, obj):
         lines = []
         for i, rule in enumerate(obj.rules, start=1):

@@ -70,7 +70,7 @@ def test_building_simulating_and_activating_an_offer(marketer, shop, now):
     )
     simulation = page.context["simulation"]
     assert simulation["result"].discount_total() == 105
-    assert "Rule 1: discount 105" in page.content.decode()
+    assert "Rule 1: Discount 105" in page.content.decode()
     # and saved, then activated
     response = marketer.post(url, {**base, **entries, "structure": structure, "op": "save"})
     offer = Offer.objects.get()

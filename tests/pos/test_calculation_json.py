@@ -19,7 +19,10 @@ def test_the_hand_written_answer_equals_the_serializers(api, world, seed_offers)
         "receipts/calculate",
         {
             "point_of_sale": "hyper-1",
-            "lines": [{"sku": "COFFEE", "quantity": "1.5", "price": "333.33"}, {"sku": "BREAD", "quantity": "2", "price": "49.99"}],
+            "lines": [
+                {"sku": "COFFEE", "quantity": "1.5", "price": "333.33"},
+                {"sku": "BREAD", "quantity": "2", "price": "49.99"},
+            ],
             "payments": ["card"],
         },
     )
