@@ -439,10 +439,27 @@ class MemberIn(serializers.Serializer):
         return value
 
 
+# Events the program records itself when it does the thing (a till reporting them would
+# record a status change or a registration that did not happen).
+SYSTEM_EVENTS = frozenset(
+    {
+        "registration_completed",
+        "card_activated",
+        "card_blocked",
+        "card_replaced",
+        "consent_changed",
+        "status_changed",
+        "status_calculated",
+        "member_blocked",
+        "bonus_adjusted",
+        "rfm_segment_changed",
+    }
+)
+
+
 def reportable_event_types() -> list[tuple[str, str]]:
-    """Event types a point of sale or app may report: all but the purchase flow, which
-    the receipt operations record themselves."""
-    return [(t.key, t.label) for t in event_types if t.group != PURCHASE]
+    """Non-purchase events a till, store or app may report."""
+    return [(t.key, t.label) for t in event_types if t.group != PURCHASE and t.key not in SYSTEM_EVENTS]
 
 
 class EventIn(serializers.Serializer):

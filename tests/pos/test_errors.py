@@ -222,3 +222,9 @@ def test_registration_errors_name_the_field(world, api, card):
 def test_a_nul_in_a_path_is_not_found_rather_than_an_error(world, api):
     problem(post(api, "receipts/a%00b/cancel", {"point_of_sale": "hyper-1"}), 404, "receipt_not_found")
     problem(post(api, "cards/a%00b/activate"), 404, "card_not_found")
+
+
+@pytest.mark.parametrize("event_type", ["status_changed", "registration_completed", "bonus_adjusted"])
+def test_events_the_program_records_itself_cannot_be_reported(world, api, card, event_type):
+    body = problem(post(api, "events", {"event_type": event_type, "card": card.number}), 400, "invalid")
+    assert set(body["errors"]) == {"event_type"}
