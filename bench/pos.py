@@ -183,30 +183,31 @@ def engine_measure(receipts, rng) -> dict:
     from offers.catalog import PURCHASE_CALCULATION
     from offers.context import purchase_context
     from offers.engine import evaluate
-    from offers.selectors import active_offers
+    from offers.selectors import active_offers, offers_at
     from offers.services import limits
 
     offers, needs = active_offers(PURCHASE_CALCULATION)
     points = list(PointOfSale.objects.all())
     members = list(Member.objects.order_by("?").select_related("status")[:200])
-    contexts = [
-        purchase_context(
+    runs = []
+    for lines in receipts:
+        pos = rng.choice(points)
+        ctx = purchase_context(
             event="discount_calculated",
-            point_of_sale=rng.choice(points),
+            point_of_sale=pos,
             lines=lines,
             payments=[rng.choice(["card", "cash", "online"])],
             member=rng.choice(members),
             needs=needs,
         )
-        for lines in receipts
-    ]
+        runs.append((ctx, offers_at(PURCHASE_CALCULATION, pos)[0]))
     caps = limits()
     timings = []
-    for ctx in contexts:
+    for ctx, at_pos in runs:
         for line in ctx.lines:
             line.discount = Decimal(0)
         start = time.perf_counter()
-        evaluate(ctx, offers, caps)
+        evaluate(ctx, at_pos, caps)
         timings.append((time.perf_counter() - start) * 1000)
     return {
         "offers": len(offers),

@@ -5,6 +5,7 @@ offers are recompiled only when it changed (any offer saved or its status change
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 from offers.catalog import offer_actions, offer_filters
@@ -12,7 +13,7 @@ from offers.engine import CompiledOffer, CompiledRule
 from offers.models import Offer, OffersState, OfferStatus
 
 _lock = threading.Lock()
-_state: dict = {"version": None, "by_event": {}, "needs": frozenset()}
+_state: dict = {"version": None, "by_event": {}, "needs": frozenset(), "by_pos": {}}
 
 
 def offers_version() -> int:
@@ -56,7 +57,7 @@ def _rebuild(version: int) -> None:
         for rule in compiled.rules:
             for flt in rule.filters:
                 needs |= flt.needs
-    _state.update(version=version, by_event=by_event, needs=frozenset(needs))
+    _state.update(version=version, by_event=by_event, needs=frozenset(needs), by_pos={})
 
 
 def active_offers(events: tuple[str, ...] | list[str]) -> tuple[list[CompiledOffer], frozenset[str]]:
@@ -75,7 +76,7 @@ def active_offers(events: tuple[str, ...] | list[str]) -> tuple[list[CompiledOff
 def offers_cache_clear() -> None:
     """Forget the compiled offers (tests roll the version back with the database)."""
     with _lock:
-        _state.update(version=None, by_event={}, needs=frozenset())
+        _state.update(version=None, by_event={}, needs=frozenset(), by_pos={})
 
 
 def member_counters_panel(member) -> dict:
@@ -103,3 +104,56 @@ def member_counters_panel(member) -> dict:
         "rows": rows,
         "empty": _("No counters yet."),
     }
+
+
+def _reaches(offer: CompiledOffer, pos_ctx) -> CompiledOffer | None:
+    """The offer as seen at one point of sale: rules whose point-of-sale filters fail
+    there are dropped, the filters that pass are dropped from the rules (they would pass
+    on every receipt); ``None`` when no rule is left."""
+    rules = []
+    for rule in offer.rules:
+        static = [f for f in rule.filters if f.pos_static]
+        if all(f.passes(pos_ctx) for f in static):
+            rules.append(CompiledRule([f for f in rule.filters if not f.pos_static], rule.actions))
+    if not rules:
+        return None
+    if len(rules) == len(offer.rules) and all(
+        len(a.filters) == len(b.filters) for a, b in zip(rules, offer.rules, strict=True)
+    ):
+        return offer
+    return dataclasses.replace(offer, rules=rules)
+
+
+def offers_at(
+    events: tuple[str, ...] | list[str], point_of_sale
+) -> tuple[list[CompiledOffer], frozenset[str]]:
+    """``active_offers`` narrowed to one point of sale, computed once per point of sale
+    and offers version (the index by point of sale)."""
+    from offers.engine import Context
+
+    offers, needs = active_offers(events)
+    key = (
+        tuple(events),
+        point_of_sale.pk,
+        point_of_sale.kind,
+        repr(sorted((point_of_sale.attributes or {}).items())),
+    )
+    with _lock:
+        cached = _state["by_pos"].get(key)
+    if cached is not None:
+        return cached, needs
+    pos_ctx = Context(
+        event="",
+        now=None,
+        local_now=None,
+        point_of_sale_id=point_of_sale.pk,
+        partner_id=point_of_sale.partner_id,
+        sales_channel=point_of_sale.kind,
+        pos_attributes=point_of_sale.attributes or {},
+    )
+    narrowed = [r for r in (_reaches(o, pos_ctx) for o in offers) if r is not None]
+    with _lock:
+        if len(_state["by_pos"]) > 10000:
+            _state["by_pos"].clear()
+        _state["by_pos"][key] = narrowed
+    return narrowed, needs

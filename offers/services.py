@@ -31,7 +31,7 @@ from offers.models import (
     OfferStatus,
     OfferVersion,
 )
-from offers.selectors import active_offers
+from offers.selectors import active_offers, offers_at
 
 log = logging.getLogger(__name__)
 ZERO = Decimal("0")
@@ -198,7 +198,7 @@ def purchase_calculate(
         member = member or card.member
     if not lines:
         raise ValidationError({"lines": _("A receipt needs at least one line.")})
-    offers, needs = active_offers(PURCHASE_CALCULATION)
+    offers, needs = offers_at(PURCHASE_CALCULATION, point_of_sale)
     ctx = purchase_context(
         event="discount_calculated",
         point_of_sale=point_of_sale,

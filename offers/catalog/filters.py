@@ -21,6 +21,9 @@ from offers.engine import Context, Line
 
 class OfferFilter(CatalogEntry):
     selects_lines: ClassVar[bool] = False
+    # Decided by the point of sale alone (its id, sales channel, attributes): the engine
+    # sorts out such filters once per point of sale instead of on every receipt.
+    pos_static: ClassVar[bool] = False
     needs: ClassVar[frozenset[str]] = frozenset()
     purchase_only: ClassVar[bool] = False
 
@@ -96,6 +99,7 @@ class PointsOfSaleFilter(OfferFilter):
     key = "points_of_sale"
     label = _("Points of sale")
     params = PointsOfSaleParams
+    pos_static = True
 
     def setup(self, params):
         self.ids = frozenset(params.get("points_of_sale") or ())
@@ -123,6 +127,7 @@ class SalesChannelFilter(OfferFilter):
     key = "sales_channel"
     label = _("Sales channel")
     params = SalesChannelParams
+    pos_static = True
 
     def setup(self, params):
         self.channels = frozenset(params["channels"])
