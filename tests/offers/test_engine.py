@@ -96,3 +96,22 @@ def test_coffee_group_with_subgroups_gets_bonus_points(shop, make_offer, now):
     (accrual,) = calc.result.accruals
     assert accrual.amount == Decimal("35.00")
     assert calc.result.effects[0].lines == [0, 1]
+
+
+def test_offers_are_indexed_by_point_of_sale(shop, make_offer, now, django_assert_max_num_queries):
+    from offers.catalog import PURCHASE_CALCULATION
+    from offers.selectors import offers_at
+
+    # given an offer for hypermarkets only and one for everyone
+    hyper_only = make_offer(rules=[{"filters": [HYPERMARKETS], "actions": [TEN_PERCENT]}], name="hyper")
+    everyone = make_offer(rules=[{"actions": [TEN_PERCENT]}], name="all")
+    # when the index is asked for each store
+    at_hyper, _needs = offers_at(PURCHASE_CALCULATION, shop["hyper"])
+    online, _needs = offers_at(PURCHASE_CALCULATION, shop["online"])
+    # then the store's own offers only, with the store filter already decided
+    assert {o.id for o in at_hyper} == {hyper_only.pk, everyone.pk}
+    assert {o.id for o in online} == {everyone.pk}
+    assert next(o for o in at_hyper if o.id == hyper_only.pk).rules[0].filters == []
+    # and asking again costs only the version check
+    with django_assert_max_num_queries(1):
+        offers_at(PURCHASE_CALCULATION, shop["hyper"])
