@@ -11,6 +11,7 @@ from decimal import Decimal, InvalidOperation
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.text import capfirst
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -51,6 +52,12 @@ class SettingsForm(forms.ModelForm):
         self.fields["event_type"].choices = [(k, str(label)) for k, label in offer_events.choices()]
         for name in ("starts_at", "ends_at"):
             self.fields[name].input_formats = ["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"]
+        _capitalise(self)
+
+
+def _capitalise(form: forms.Form) -> None:
+    for form_field in form.fields.values():
+        form_field.label = capfirst(form_field.label)
 
 
 @dataclass
@@ -111,6 +118,7 @@ def rule_views(
                 prefix = f"r{i}-{part}{j}"
                 params = item.get("params") or {}
                 form = cls.params(initial=params, prefix=prefix)
+                _capitalise(form)
                 where = f"rules[{i}].{part}[{j}]"
                 entry_errors = []
                 for err_key, messages in errors.items():
@@ -150,6 +158,10 @@ class SimulationForm(forms.Form):
         required=False,
         help_text=gettext_lazy("Codes, comma-separated."),
     )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _capitalise(self)
 
     def clean_lines(self):
         out = []
