@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils.translation import gettext as _
 
+from loyalty import refcache
 from loyalty.models import Card, Member, PointOfSale, Receipt, ReceiptKind
 from loyalty.services.contacts import phone_parse
 from pos.errors import CardNotFound, MemberNotFound, PointOfSaleNotFound, ReceiptNotFound
@@ -23,8 +24,16 @@ def points_of_sale(api_key: ApiKey) -> QuerySet[PointOfSale]:
 
 
 def point_of_sale_get(api_key: ApiKey, code: str) -> PointOfSale:
-    pos = points_of_sale(api_key).filter(code=code).first()
-    if pos is None:
+    """The key's point of sale by code. Points of sale are read through the short
+    reference cache (every till request names one); the key's scope is checked on each
+    call."""
+    pos = refcache.cached(("point_of_sale", code), lambda: PointOfSale.objects.filter(code=code).first())
+    if (
+        pos is None
+        or not pos.active
+        or pos.partner_id != api_key.partner_id
+        or (api_key.point_of_sale_id and pos.pk != api_key.point_of_sale_id)
+    ):
         raise PointOfSaleNotFound(_("No point of sale %(code)s.") % {"code": code})
     return pos
 

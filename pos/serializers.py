@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from loyalty import refcache
 from loyalty.events import PURCHASE, event_types
 from loyalty.models import CardKind, ContactChannel, Gender, MemberState, PaymentMethod, ReceiptState
 
@@ -86,7 +87,11 @@ class PaymentIn(serializers.Serializer):
 
 def _methods_check(codes: list[str], field: str) -> None:
     """``field`` names each payment, e.g. ``payments[{i}]``."""
-    known = set(PaymentMethod.objects.filter(code__in=codes).values_list("code", flat=True))
+    known = refcache.cached(
+        ("payment_methods",), lambda: frozenset(PaymentMethod.objects.values_list("code", flat=True))
+    )
+    if not set(codes) <= known:  # a method added since: ask the database
+        known = set(PaymentMethod.objects.filter(code__in=codes).values_list("code", flat=True))
     errors = {
         field.format(i=i): [_("Unknown payment method %(code)s.") % {"code": code}]
         for i, code in enumerate(codes)

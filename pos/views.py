@@ -15,7 +15,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from loyalty import selectors
+from loyalty import refcache, selectors
 from loyalty.models import (
     BonusAccount,
     Card,
@@ -95,7 +95,7 @@ def _member_required(request, v: dict) -> Member:
 
 
 def _default_currency() -> Currency | None:
-    return Currency.objects.filter(is_default=True).first()
+    return refcache.cached(("default_currency",), lambda: Currency.objects.filter(is_default=True).first())
 
 
 def _default_code() -> str:

@@ -33,9 +33,11 @@ def _default_language():
 
 @pytest.fixture(autouse=True)
 def _fresh_offers():
+    from loyalty.refcache import refcache_clear
     from offers.selectors import offers_cache_clear
 
     offers_cache_clear()
+    refcache_clear()
     yield
 
 
