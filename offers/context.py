@@ -24,7 +24,17 @@ class LineIn:
     name: str = ""
 
 
-def period_start(period: str, local: dt.datetime) -> dt.date:
+def offer_period_start(offer_starts_at: dt.datetime | None) -> dt.date:
+    """Where an "offer period" counter starts: the offer's start date in the program's
+    zone (the beginning of time for an offer without a start)."""
+    if offer_starts_at is None:
+        return dt.date(2000, 1, 1)
+    return local_time(offer_starts_at, settings.TIME_ZONE).date()
+
+
+def period_start(period: str, local: dt.datetime, offer_starts_at: dt.datetime | None = None) -> dt.date:
+    if period == CounterPeriod.OFFER:
+        return offer_period_start(offer_starts_at)
     day = local.date()
     if period == CounterPeriod.DAY:
         return day
@@ -41,6 +51,10 @@ def local_time(now: dt.datetime, zone_name: str) -> dt.datetime:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         zone = zoneinfo.ZoneInfo(settings.TIME_ZONE)
     return now.astimezone(zone)
+
+
+def offer_counter_key(key: str, start: dt.date) -> str:
+    return f"{key}@{start.isoformat()}"
 
 
 def member_info(
@@ -75,7 +89,12 @@ def member_info(
         values = {}
         for row in CounterValue.objects.filter(member=member).values("counter_id", "period_start", "value"):
             counter = counters.get(row["counter_id"])
-            if counter and row["period_start"] == period_start(counter.period, local_now):
+            if counter is None:
+                continue
+            if counter.period == CounterPeriod.OFFER:
+                # Each offer period has its own value: "key@start" (see offer_counter_key).
+                values[offer_counter_key(counter.key, row["period_start"])] = row["value"]
+            elif row["period_start"] == period_start(counter.period, local_now):
                 values[counter.key] = row["value"]
         info.counters = values
     if "personal_products" in needs:

@@ -159,6 +159,8 @@ class Result:
     sends: list[SendRequest] = field(default_factory=list)
     counters: dict[str, Decimal] = field(default_factory=dict)  # counter key -> change
     counter_sets: dict[str, Decimal] = field(default_factory=dict)  # counter key -> new value
+    # counter key -> start of the offer that changed it (for "the offer's period" counters)
+    counter_offer_starts: dict[str, dt.datetime | None] = field(default_factory=dict)
     status: str | None = None  # status code to assign
     promo_codes: list[tuple[int, str]] = field(default_factory=list)
     applied: list[int] = field(default_factory=list)  # offer ids, in order

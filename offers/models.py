@@ -95,6 +95,7 @@ class CounterPeriod(models.TextChoices):
     DAY = "day", _("day")
     WEEK = "week", _("week")
     MONTH = "month", _("month")
+    OFFER = "offer", _("the offer's period")
 
 
 class Counter(models.Model):

@@ -25,6 +25,8 @@ def offers_version() -> int:
 
 
 def compile_offer(offer: Offer) -> CompiledOffer:
+    """The offer's rules as filter and action instances; each knows when its offer
+    starts (counters of "the offer's period" count from there)."""
     rules = [
         CompiledRule(
             filters=[offer_filters.get(f["key"])(f.get("params") or {}) for f in rule.get("filters", [])],
@@ -32,6 +34,9 @@ def compile_offer(offer: Offer) -> CompiledOffer:
         )
         for rule in offer.rules
     ]
+    for rule in rules:
+        for entry in (*rule.filters, *rule.actions):
+            entry.offer_starts_at = offer.starts_at
     return CompiledOffer(
         id=offer.pk,
         name=offer.name,

@@ -383,7 +383,13 @@ def result_apply(
             expires_at=accrual.expires_at,
             idempotency_key=f"{key_base}:accrual:{i}" if key_base else None,
         )
-    counters_apply(member=member, changes=result.counters, sets=result.counter_sets, now=ctx.now)
+    counters_apply(
+        member=member,
+        changes=result.counters,
+        sets=result.counter_sets,
+        now=ctx.now,
+        offer_starts=result.counter_offer_starts,
+    )
     if result.status:
         from loyalty.services.members import member_set_status
 
@@ -409,13 +415,20 @@ def result_apply(
 
 
 def counters_apply(
-    *, member: Member, changes: dict[str, Decimal], sets: dict[str, Decimal], now: dt.datetime
+    *,
+    member: Member,
+    changes: dict[str, Decimal],
+    sets: dict[str, Decimal],
+    now: dt.datetime,
+    offer_starts: dict[str, dt.datetime | None] | None = None,
 ) -> None:
+    """Add to or set the member's counters in their current period (for "the offer's
+    period" counters, the period of the offer that changed them)."""
     if not changes and not sets:
         return
     local = local_time(now, member.time_zone)
     for counter in Counter.objects.filter(key__in=set(changes) | set(sets)):
-        start = period_start(counter.period, local)
+        start = period_start(counter.period, local, (offer_starts or {}).get(counter.key))
         value, _created = CounterValue.objects.select_for_update().get_or_create(
             member=member, counter=counter, period_start=start
         )

@@ -32,6 +32,9 @@ class CatalogEntry:
     help: ClassVar[str | Promise] = ""
     params: ClassVar[type[forms.Form]] = NoParams
 
+    # When the offer this entry belongs to starts (set when the offer is compiled).
+    offer_starts_at: dt.datetime | None = None
+
     def __init__(self, params: dict[str, Any]):
         self.raw = params
         self.setup(params)

@@ -17,8 +17,9 @@ from django.utils.translation import gettext_lazy as _
 
 from loyalty.models import Gender, Status
 from offers.catalog.filters import COMPARE, OfferFilter, compare, offer_filters
+from offers.context import offer_counter_key, offer_period_start
 from offers.engine import Context, Line, MemberInfo
-from offers.models import Counter
+from offers.models import Counter, CounterPeriod
 from segments.models import Segment, TargetAudience
 
 
@@ -342,11 +343,18 @@ class CounterFilter(MemberFilter):
         self.counter = params.get("counter", "")
         self.op, self.value = params["operator"], Decimal(params["value"])
         self.needs = frozenset({"purchases"}) if self.mode == "purchases" else frozenset({"counters"})
+        self.per_offer = (
+            self.mode == "counter"
+            and Counter.objects.filter(key=self.counter, period=CounterPeriod.OFFER).exists()
+        )
 
     def member_passes(self, ctx, member):
         if self.mode == "purchases":
             return compare(Decimal(member.purchases + 1), self.op, self.value)
-        return compare(member.counters.get(self.counter, Decimal(0)), self.op, self.value)
+        key = self.counter
+        if self.per_offer:
+            key = offer_counter_key(self.counter, offer_period_start(self.offer_starts_at))
+        return compare(member.counters.get(key, Decimal(0)), self.op, self.value)
 
 
 @offer_filters.register

@@ -266,6 +266,7 @@ class CounterChangeAction(OfferAction):
     def apply(self, ctx, result, lines, offer, rule, limits):
         if ctx.member is None:
             return
+        result.counter_offer_starts[self.counter] = offer.starts_at
         if self.operation == "set":
             result.counter_sets[self.counter] = self.value
             result.counters.pop(self.counter, None)

@@ -115,3 +115,37 @@ def test_offers_are_indexed_by_point_of_sale(shop, make_offer, now, django_asser
     # and asking again costs only the version check
     with django_assert_max_num_queries(1):
         offers_at(PURCHASE_CALCULATION, shop["hyper"])
+
+
+def test_a_counter_of_the_offers_period_counts_from_the_offers_start(
+    shop, make_offer, now, django_capture_on_commit_callbacks
+):
+    import datetime as dt
+
+    from loyalty.services.events import event_record
+    from offers.models import Counter, CounterValue
+    from tests import factories
+
+    # given a counter kept per offer period, counted by an offer that started on 1 November
+    Counter.objects.create(key="visits", name="Visits in the campaign", period="offer")
+    november = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    counting = {"key": "counter_change", "params": {"counter": "visits", "operation": "add", "value": "1"}}
+    make_offer(event="app_installed", rules=[{"actions": [counting]}], name="count", starts_at=november)
+    # and an offer of the same campaign rewarding the third visit
+    third = {
+        "key": "counter",
+        "params": {"mode": "counter", "counter": "visits", "operator": "gte", "value": "3"},
+    }
+    reward = make_offer(
+        rules=[{"filters": [third], "actions": [TEN_PERCENT]}], name="third visit", starts_at=november
+    )
+    member = factories.MemberFactory()
+    # when the member is counted three times
+    for _ in range(3):
+        with django_capture_on_commit_callbacks(execute=True):
+            event_record(event_type="app_installed", member=member)
+    # then the value sits in the campaign's period and the reward applies
+    (value,) = CounterValue.objects.filter(member=member)
+    assert value.period_start == dt.date(2026, 11, 1) and value.value == 3
+    calc = purchase_calculate(point_of_sale=shop["hyper"], lines=lines(("COFFEE", 1, 500)), member=member)
+    assert reward.pk in calc.result.applied
