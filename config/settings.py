@@ -229,6 +229,10 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# A point-of-sale request's idempotency claim left by a process that died is taken over
+# after this many seconds.
+POS_IDEMPOTENCY_STALE_SECONDS = env.int("POS_IDEMPOTENCY_STALE_SECONDS", default=300)
+
 # --- the loyalty program --------------------------------------------------------------
 LOYALTY = {
     "PROGRAM_NAME": env.str("PROGRAM_NAME", default="Demo loyalty program"),
