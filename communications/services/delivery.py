@@ -217,7 +217,11 @@ def dispatch_soon(gateway_ids: Iterable[int], copies: int = 1) -> None:
 @transaction.atomic
 def messages_cancel(*, ids: Sequence[int], reason: str = "") -> int:
     """Cancel messages not yet handed to a provider."""
-    return len(_transition(ids, Status.CANCELLED, reason or _("cancelled"), timezone.now()))
+    # Only what has not left: a message in flight or already sent cannot be called back.
+    pending = [Status.CREATED, Status.QUEUED, Status.FAILED_TEMPORARY]
+    return len(
+        _transition(ids, Status.CANCELLED, reason or _("cancelled"), timezone.now(), only_from=pending)
+    )
 
 
 # --- set-wise status moves ------------------------------------------------------------

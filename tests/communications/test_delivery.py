@@ -337,3 +337,17 @@ def test_a_push_token_the_provider_calls_invalid_is_retired(noon, make_gateway, 
     dispatch_batch(gateway=gateway)
     message.refresh_from_db()
     assert message.status == Status.SUPPRESSED and message.reason == "no contact on this channel"
+
+
+def test_only_messages_that_have_not_left_can_be_cancelled(noon, make_gateway, make_member):
+    gateway = make_gateway("file_sms")
+    sent = message_send(
+        member=make_member(), channel="sms", content={"text": "a"}, origin=Origin.MAILING, origin_id=1
+    )
+    dispatch_batch(gateway=gateway)
+    waiting = message_send(
+        member=make_member(), channel="sms", content={"text": "b"}, origin=Origin.MAILING, origin_id=1
+    )
+    assert delivery.messages_cancel(ids=[sent.pk, waiting.pk]) == 1
+    assert Message.objects.get(pk=sent.pk).status == Status.DELIVERED
+    assert Message.objects.get(pk=waiting.pk).status == Status.CANCELLED
