@@ -278,6 +278,14 @@ def _dtp(value: datetime):
     return connection.ops.adapt_datetimefield_value(value.astimezone(dt.UTC))
 
 
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _uuid_param(value: uuid.UUID):
     return value if connection.vendor == "postgresql" else value.hex
 
@@ -605,11 +613,13 @@ def _accepted_write(accepted: list[tuple], token, now, report, rows) -> None:
     if connection.vendor == "postgresql":
         statuses, pids, segments, costs, ids = (list(col) for col in zip(*accepted, strict=True))
         sql = (
-            f"UPDATE {TABLE} AS m SET status = v.status, status_at = %s, reason = '', provider_message_id = v.pid,"
+            f"UPDATE {TABLE} AS m SET status = CASE WHEN m.status = 'sending' THEN v.status ELSE m.status END,"
+            f" status_at = %s, reason = '', provider_message_id = v.pid,"
             f" segments = v.segments, cost = v.cost, lease_until = NULL, sent_at = COALESCE(m.sent_at, %s),"
             f" delivered_at = CASE WHEN v.status = 'delivered' THEN %s ELSE m.delivered_at END"
             f" FROM unnest(%s::text[], %s::text[], %s::int[], %s::numeric[], %s::bigint[]) AS v(status, pid, segments, cost, id)"
-            f" WHERE m.id = v.id AND m.lease_token = %s AND m.status = 'sending' RETURNING m.id, m.status, m.attempts"
+            f" WHERE m.id = v.id AND m.lease_token = %s AND m.lease_until IS NOT NULL"
+            f" RETURNING m.id, m.status, m.attempts, m.status = v.status"
         )
         with connection.cursor() as cursor:
             cursor.execute(
@@ -621,10 +631,12 @@ def _accepted_write(accepted: list[tuple], token, now, report, rows) -> None:
         with connection.cursor() as cursor:
             for new, pid, segments, cost, mid in accepted:
                 cursor.execute(
-                    f"UPDATE {TABLE} SET status = %s, status_at = %s, reason = '', provider_message_id = %s,"
+                    f"UPDATE {TABLE} SET status = CASE WHEN status = 'sending' THEN %s ELSE status END,"
+                    f" status_at = %s, reason = '', provider_message_id = %s,"
                     f" segments = %s, cost = %s, lease_until = NULL, sent_at = COALESCE(sent_at, %s),"
                     f" delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END"
-                    f" WHERE id = %s AND lease_token = %s AND status = 'sending' RETURNING id, status, attempts",
+                    f" WHERE id = %s AND lease_token = %s AND lease_until IS NOT NULL"
+                    f" RETURNING id, status, attempts, status = %s",
                     [
                         new,
                         _dtp(now),
@@ -636,19 +648,22 @@ def _accepted_write(accepted: list[tuple], token, now, report, rows) -> None:
                         _dtp(now),
                         mid,
                         token_param,
+                        new,
                     ],
                 )
                 done += cursor.fetchall()
     history = []
-    for mid, new, attempts in done:
+    for mid, new, attempts, moved in done:
+        report.sent += 1
+        if not moved:  # a callback got there first; its status stands
+            continue
         history.append((mid, Status.SENT, "", attempts))
         if new == Status.DELIVERED:
             history.append((mid, Status.DELIVERED, "", attempts))
             report.delivered += 1
-        report.sent += 1
     _history(history, now)
-    if any(rows[mid]["cascade_id"] for mid, _s, _a in done):
-        _deadlines_set([mid for mid, _s, _a in done], now)
+    if any(rows[mid]["cascade_id"] for mid, _s, _a, _m in done):
+        _deadlines_set([mid for mid, _s, _a, _m in done], now)
 
 
 def _deadlines_set(ids: list[int], now: datetime) -> None:
@@ -685,6 +700,14 @@ def status_updates_apply(
             "provider_message_id", "id"
         )
     )
+    # A status that overtook the send's own answer: find its message by our ref.
+    early = {
+        u.ref: u.provider_message_id for u in updates if u.ref and u.provider_message_id not in id_by_pid
+    }
+    if early:
+        refs = [r for r in early if _is_uuid(r)]
+        for ref, mid in Message.objects.filter(gateway=gateway, ref__in=refs).values_list("ref", "id"):
+            id_by_pid[early[str(ref)]] = mid
     part_rows = list(
         MessagePart.objects.filter(gateway_id=gateway.pk, provider_id__in=pids - set(id_by_pid)).values_list(
             "provider_id", "message_id", "id"

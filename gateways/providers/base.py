@@ -119,6 +119,9 @@ class StatusUpdate:
     reason: str = ""
     url: str = ""  # clicked link
     suppress_address: bool = False
+    # Our message ref, when the provider echoes it: a status that arrives before the
+    # send's own answer was written still finds its message.
+    ref: str = ""
 
 
 class ProviderError(Exception):

@@ -197,6 +197,7 @@ class DevinoBase(Provider):
                     reason=error or (status if status not in STATUS_MAP else ""),
                     url=str(item.get("url") or ""),
                     suppress_address=error.upper() in PERMANENT_ERRORS and self.channel != VIBER,
+                    ref=str((item.get("options") or {}).get("ref") or item.get("callbackData") or ""),
                 )
             )
         return updates

@@ -188,3 +188,41 @@ def test_retries_give_up_after_the_gateways_attempts(make_gateway, make_member, 
                 time_machine.move_to(message.next_attempt_at, tick=False)
     assert message.status == Status.FAILED and "gave up after 3 attempts" in message.reason
     assert len(waits) == 2 and 15 <= waits[0] <= 45 and 30 <= waits[1] <= 90  # exponential, jittered
+
+
+def test_a_delivery_callback_that_overtakes_the_send_answer_still_counts(
+    noon, client, make_gateway, make_member
+):
+    # given a message claimed and sent, whose provider calls back before the answer is written
+    from communications.services import delivery
+    from gateways.providers import Lifecycle, Outcome, SendResult, StatusUpdate
+
+    with HttpPeer(lambda r: PeerResponse(200, {"result": []})) as peer:
+        gateway = make_gateway("devino_sms", config={"base_url": peer.url, "api_key": "k"}, price="1.2")
+    message = message_send(member=make_member(), channel="sms", content={"text": "hi"}, origin=Origin.MAILING)
+    token, rows = delivery._claim(gateway, 10, NOON)
+    delivery.status_updates_apply(
+        gateway=gateway, updates=[StatusUpdate("777", Lifecycle.DELIVERED, ref=str(message.ref))]
+    )
+    # when the send's own answer arrives
+    report = delivery.DispatchReport()
+    adapter = delivery.gateway_provider(gateway)
+    delivery._results_apply(
+        gateway,
+        adapter,
+        {r["id"]: r for r in rows},
+        [SendResult(message.pk, Outcome.ACCEPTED, provider_message_id="777")],
+        token,
+        NOON,
+        report,
+    )
+    # then the message stays delivered and keeps its provider id and cost
+    message.refresh_from_db()
+    assert message.status == Status.DELIVERED and message.provider_message_id == "777"
+    assert str(message.cost) == "1.2000"
+    assert list(message.history.values_list("status", flat=True)) == [
+        "created",
+        "queued",
+        "sending",
+        "delivered",
+    ]
