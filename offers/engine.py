@@ -40,6 +40,7 @@ class Line:
     min_price: Decimal = ZERO  # the lowest price per unit a discount may bring it to
     amount: Decimal = field(init=False)
     prefixes: frozenset[str] = field(init=False, repr=False)  # the group path and its ancestors
+    caps: dict = field(init=False, repr=False, default_factory=dict)  # share -> the most discount allowed
 
     def __post_init__(self) -> None:
         self.amount = money(self.quantity * self.price)

@@ -96,7 +96,10 @@ class DiscountAction(OfferAction):
             return
         if self.kind == "percent":
             factor = self.value / 100
-            wants = [rounded(ln.total * factor, self.rounding) for ln in lines]
+            if self.rounding == "kopeck":  # the common case, without a call per line
+                wants = [((ln.amount - ln.discount) * factor).quantize(CENT, ROUND_HALF_UP) for ln in lines]
+            else:
+                wants = [rounded(ln.total * factor, self.rounding) for ln in lines]
         elif self.target == "lines":
             wants = [rounded(self.value * ln.quantity, self.rounding) for ln in lines]
         else:
@@ -123,7 +126,10 @@ class DiscountAction(OfferAction):
             if want <= 0:
                 continue
             # Room left on the line: the program's cap, and the minimum unit price.
-            room = (ln.amount * share_cap).quantize(CENT, ROUND_DOWN) - ln.discount
+            cap = ln.caps.get(share_cap)
+            if cap is None:
+                cap = ln.caps[share_cap] = (ln.amount * share_cap).quantize(CENT, ROUND_DOWN)
+            room = cap - ln.discount
             min_price = floor_price if floor_price > ln.min_price else ln.min_price
             if min_price:
                 room = min(room, ln.amount - (min_price * ln.quantity).quantize(CENT) - ln.discount)
