@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import email.utils
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import httpx
+from django.utils.translation import gettext
 
 from gateways.providers.base import Outcome, OutgoingMessage, SendResult
 
@@ -56,6 +57,22 @@ def failed_batch(
     batch: Sequence[OutgoingMessage], outcome: Outcome, reason: str, retry_after: float | None = None
 ) -> list[SendResult]:
     return [SendResult(m.id, outcome, reason=reason, retry_after=retry_after) for m in batch]
+
+
+def send_each(
+    batch: Sequence[OutgoingMessage], send_one: Callable[[OutgoingMessage], tuple[SendResult, bool]]
+) -> list[SendResult]:
+    """Send a batch one message per request; when ``send_one`` says the service (or our
+    access to it) is down, the rest of the batch waits too, as temporary failures."""
+    results: list[SendResult] = []
+    for i, message in enumerate(batch):
+        result, stop = send_one(message)
+        results.append(result)
+        if stop:
+            reason = gettext("not sent: %(reason)s") % {"reason": result.reason}
+            results += failed_batch(batch[i + 1 :], Outcome.TEMPORARY, reason, result.retry_after)
+            break
+    return results
 
 
 def status_failure(response: httpx.Response) -> tuple[Outcome, str, float | None] | None:

@@ -41,7 +41,7 @@ from django import forms
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from gateways.providers._http import failed_batch, http_client, status_failure, transport_failure
+from gateways.providers._http import failed_batch, http_client, send_each, status_failure, transport_failure
 from gateways.providers.base import (
     PUSH,
     Lifecycle,
@@ -183,15 +183,7 @@ class Apns(Provider):
             self._provider_token()
         except ValueError as exc:
             return failed_batch(batch, Outcome.TEMPORARY, str(exc))
-        results: list[SendResult] = []
-        for i, message in enumerate(batch):
-            result, stop = self._send_one(message)
-            results.append(result)
-            if stop:
-                reason = gettext("not sent: %(reason)s") % {"reason": result.reason}
-                results += failed_batch(batch[i + 1 :], Outcome.TEMPORARY, reason, result.retry_after)
-                break
-        return results
+        return send_each(batch, self._send_one)
 
     def _headers(self, message: OutgoingMessage, token: str) -> dict[str, str]:
         headers = {

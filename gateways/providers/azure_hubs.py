@@ -42,7 +42,13 @@ from django import forms
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from gateways.providers._http import failed_batch, http_client, retry_after_seconds, transport_failure
+from gateways.providers._http import (
+    failed_batch,
+    http_client,
+    retry_after_seconds,
+    send_each,
+    transport_failure,
+)
 from gateways.providers.apns import PAYLOAD_LIMIT as APNS_LIMIT
 from gateways.providers.apns import apns_payload
 from gateways.providers.base import (
@@ -157,15 +163,7 @@ class AzureNotificationHubs(Provider):
             return failed_batch(
                 batch, Outcome.TEMPORARY, gettext("The connection string is missing or invalid.")
             )
-        results: list[SendResult] = []
-        for i, message in enumerate(batch):
-            result, stop = self._send_one(message)
-            results.append(result)
-            if stop:
-                reason = gettext("not sent: %(reason)s") % {"reason": result.reason}
-                results += failed_batch(batch[i + 1 :], Outcome.TEMPORARY, reason, result.retry_after)
-                break
-        return results
+        return send_each(batch, self._send_one)
 
     def _request(self, message: OutgoingMessage) -> tuple[dict[str, str], dict]:
         fmt = FORMATS[message.platform]

@@ -41,7 +41,13 @@ from django import forms
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from gateways.providers._http import failed_batch, http_client, retry_after_seconds, transport_failure
+from gateways.providers._http import (
+    failed_batch,
+    http_client,
+    retry_after_seconds,
+    send_each,
+    transport_failure,
+)
 from gateways.providers.base import (
     PUSH,
     Lifecycle,
@@ -302,16 +308,7 @@ class Fcm(Provider):
             self._access_token()
         except AuthFailed as exc:
             return failed_batch(batch, Outcome.TEMPORARY, str(exc))
-        results: list[SendResult] = []
-        for i, message in enumerate(batch):
-            result, stop = self._send_one(message)
-            results.append(result)
-            if stop:
-                # The service (or our access to it) is down: the rest of the batch waits too.
-                reason = gettext("not sent: %(reason)s") % {"reason": result.reason}
-                results += failed_batch(batch[i + 1 :], Outcome.TEMPORARY, reason, result.retry_after)
-                break
-        return results
+        return send_each(batch, self._send_one)
 
     def _send_one(self, message: OutgoingMessage) -> tuple[SendResult, bool]:
         """The result of one message and whether the rest of the batch should wait."""
