@@ -180,21 +180,8 @@ class GatewayAdmin(CsvExportMixin, admin.ModelAdmin):
         message = None
         if request.method == "POST" and form.is_valid():
             text = form.cleaned_data["text"]
-            content = None
-            if text:
-                content = {
-                    "sms": {"text": text},
-                    "viber": {"text": text},
-                    "email": {
-                        "subject": str(_("Test message")),
-                        "text": text,
-                        "html": format_html("<p>{}</p>", text),
-                    },
-                    "push": {"title": str(_("Test message")), "body": text},
-                    "social": {"template_id": "test", "text": text},
-                }[gateway.channel]
             try:
-                message = test_message_send(gateway=gateway, to=form.cleaned_data["to"], content=content)
+                message = test_message_send(gateway=gateway, to=form.cleaned_data["to"], text=text)
             except ValidationError as exc:
                 for field, errors in exc.message_dict.items():
                     form.add_error(field if field in form.fields else None, errors)

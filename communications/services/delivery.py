@@ -20,6 +20,7 @@ Invariants:
 from __future__ import annotations
 
 import datetime as dt
+import html
 import json
 import logging
 import random
@@ -934,17 +935,19 @@ def _test_address(channel: str, to: str) -> str:
     return to.strip()
 
 
-def test_message_send(*, gateway: Gateway, to: str, content: dict[str, Any] | None = None) -> Message:
-    """A test message to any address through ``gateway`` (a watcher, the operator)."""
-    text = _("Test message from %(program)s") % {"program": settings.LOYALTY["PROGRAM_NAME"]}
-    defaults = {
+def test_message_send(*, gateway: Gateway, to: str, text: str = "") -> Message:
+    """A test message to any address through ``gateway`` (a watcher, the operator):
+    ``text`` (or a default naming the program) in the shape the gateway's channel takes.
+    The address and the content are checked; ``ValidationError`` names ``to`` or ``text``."""
+    text = text or _("Test message from %(program)s") % {"program": settings.LOYALTY["PROGRAM_NAME"]}
+    subject = _("Test message")
+    content = {
         "sms": {"text": text},
         "viber": {"text": text},
-        "email": {"subject": _("Test message"), "text": text, "html": f"<p>{text}</p>"},
-        "push": {"title": _("Test message"), "body": text},
+        "email": {"subject": subject, "text": text, "html": f"<p>{html.escape(text)}</p>"},
+        "push": {"title": subject, "body": text},
         "social": {"template_id": "test", "text": text},
-    }
-    content = content or defaults[gateway.channel]
+    }[gateway.channel]
     to = _test_address(gateway.channel, to)
     errors = content_errors(channel=gateway.channel, content=content, gateway=gateway)
     if errors:

@@ -32,17 +32,8 @@ class Command(BaseCommand):
         gw = found.first()
         if gw is None:
             raise CommandError(_("No gateway %(gateway)s.") % {"gateway": gateway})
-        content = None
-        if text:
-            content = {
-                "sms": {"text": text},
-                "viber": {"text": text},
-                "email": {"subject": _("Test message"), "text": text},
-                "push": {"title": _("Test message"), "body": text},
-                "social": {"template_id": "test", "text": text},
-            }[gw.channel]
         try:
-            message = test_message_send(gateway=gw, to=to, content=content)
+            message = test_message_send(gateway=gw, to=to, text=text)
         except ValidationError as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from exc
         dispatch_batch(gateway=gw)
