@@ -4,6 +4,7 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 from django.db.models import Sum
 
 from loyalty.events import event_types
@@ -108,7 +109,13 @@ def test_a_real_celery_worker_runs_the_nightly_tasks(account, settings, tmp_path
         activate_bonuses.delay()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            account.refresh_from_db()
+            try:
+                account.refresh_from_db()
+            except OperationalError:
+                # SQLite's shared-cache test database locks the table while the
+                # worker's thread writes it; read again after the write.
+                time.sleep(0.2)
+                continue
             if account.available == 42:
                 break
             time.sleep(0.2)
