@@ -26,6 +26,9 @@ demo: migrate
 	$(PY) manage.py seed_demo_segments
 	$(PY) manage.py seed_demo_gateways
 	$(PY) manage.py seed_demo_offers
+	$(PY) manage.py seed_demo_communications
+	$(PY) manage.py seed_demo_chains
+	$(PY) manage.py seed_demo_regular
 
 # Web + Celery worker + beat on the embedded default (SQLite, filesystem broker).
 run: demo
@@ -46,6 +49,7 @@ bench: install
 	$(PY) bench/ledger.py
 	$(PY) bench/seed.py
 	$(PY) bench/segments.py
+	$(PY) bench/mailing.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

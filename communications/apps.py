@@ -7,10 +7,16 @@ class CommunicationsConfig(AppConfig):
     verbose_name = _("Communications")
 
     def ready(self):
+        # Chains register their event handler and step kinds on import.
+        import communications.services.chains  # noqa: F401
+        import communications.services.regular  # noqa: F401
         from communications import selectors
         from communications.services.delivery import status_updates_apply
         from gateways.hooks import register_status_sink
+        from loyalty.admin.panels import register_member_panel
         from segments.hooks import register_message_source
 
+        register_member_panel(selectors.member_subscriptions_panel)
+        register_member_panel(selectors.member_messages_panel)
         register_status_sink(status_updates_apply)
         register_message_source(selectors.message_rows)

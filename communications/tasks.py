@@ -59,3 +59,33 @@ def poll_statuses() -> int:
         except Exception:  # one provider's outage must not stop polling the others
             log.exception("polling gateway %s failed", gateway.pk)
     return moved
+
+
+@shared_task
+def mailings_start_due() -> int:
+    from communications.services.mailings import mailings_start_due as start
+
+    return start()
+
+
+@shared_task(acks_late=True)
+def mailing_prepare(mailing_id: int) -> dict:
+    from communications.models import Mailing
+    from communications.services.mailings import mailing_prepare as prepare
+
+    mailing = Mailing.objects.filter(pk=mailing_id).first()
+    return prepare(mailing=mailing) if mailing else {}
+
+
+@shared_task
+def chains_advance() -> dict:
+    from communications.services.chains import chains_advance as advance
+
+    return advance()
+
+
+@shared_task
+def regular_run() -> dict:
+    from communications.services.regular import regular_run as run
+
+    return run()

@@ -52,11 +52,45 @@ def clicked(request, ref):
 @csrf_exempt
 @require_http_methods(["GET", "POST"])
 def unsubscribe(request, ref):
+    from communications.models import MailingCategory, UnsubscribeReason
+
     message = _message(ref)
+    category = MailingCategory.objects.filter(code=message.category).first() if message.category else None
     if request.method == "POST":
         one_click = request.POST.get("List-Unsubscribe") == "One-Click"
-        message_unsubscribe(message=message, source="one-click" if one_click else "link")
         if one_click:
+            message_unsubscribe(message=message, source="one-click")
             return HttpResponse(status=200)
-        return render(request, "communications/unsubscribed.html", {"message": message})
-    return render(request, "communications/unsubscribe.html", {"message": message})
+        scope = request.POST.get("scope") if request.POST.get("scope") in ("category", "channel") else ""
+        reason = UnsubscribeReason.objects.filter(pk=request.POST.get("reason") or 0, active=True).first()
+        message_unsubscribe(
+            message=message,
+            source="link",
+            scope=scope or ("category" if category else "channel"),
+            reason=reason,
+            comment=request.POST.get("comment", "")[:500],
+        )
+        context = {"message": message, "category": category if scope == "category" else None}
+        return render(request, "communications/unsubscribed.html", context)
+    context = {
+        "message": message,
+        "category": category,
+        "reasons": UnsubscribeReason.objects.filter(active=True),
+    }
+    return render(request, "communications/unsubscribe.html", context)
+
+
+def view_online(request, ref):
+    """The email as the member received it, for mail apps that show it badly."""
+    from django.utils.html import escape
+
+    from communications.services.rendering import message_content
+
+    message = _message(ref)
+    if message.channel != "email":
+        raise Http404
+    content = message_content(message)
+    body = content.get("html") or f"<pre>{escape(content.get('text', ''))}</pre>"
+    response = HttpResponse(body, content_type="text/html; charset=utf-8")
+    response["X-Robots-Tag"] = "noindex"
+    return response

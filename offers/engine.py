@@ -149,6 +149,7 @@ class SendRequest:
     channel: str
     content: dict[str, Any]
     cascade_id: int | None = None
+    render: dict[str, Any] | None = None  # a template to render at send time instead of content
 
 
 @dataclass

@@ -403,15 +403,38 @@ def result_apply(
 
         n = sent_per_offer.get(send.offer_id, 0)
         sent_per_offer[send.offer_id] = n + 1
+        render = None
+        if send.render:
+            render = {**send.render, **_render_values(ctx, result, send.offer_id)}
         message_send(
             member=member,
             channel=send.channel,
             content=send.content,
+            render=render,
             origin=Origin.OFFER,
             origin_id=send.offer_id,
             occurrence=occurrence if n == 0 else f"{occurrence}:{n}",
             purpose=Purpose.SERVICE,
         )
+
+
+def _render_values(ctx: Context, result: Result, offer_id: int) -> dict:
+    """The event's values (receipt figures and the event's own) and the offer's fields,
+    as plain JSON for a message rendered later from a template."""
+    from offers.metavariables import metavariables
+
+    values = metavariables.values(ctx, result)
+    event = {k: values[k] for k in ("discount", "bonus", "amount", "total", "currency") if k in values}
+    event.update({k: v for k, v in dict(ctx.payload).items() if isinstance(v, str | int | float | bool)})
+    offer = Offer.objects.filter(pk=offer_id).values("name", "starts_at", "ends_at").first() or {}
+    return {
+        "event": event,
+        "offer": {
+            "name": offer.get("name", ""),
+            "starts": offer["starts_at"].date().isoformat() if offer.get("starts_at") else "",
+            "ends": offer["ends_at"].date().isoformat() if offer.get("ends_at") else "",
+        },
+    }
 
 
 def counters_apply(

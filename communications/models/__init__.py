@@ -1,3 +1,11 @@
+from communications.models.chains import (  # noqa: F401
+    Chain,
+    ChainEntry,
+    ChainStatus,
+    ChainStep,
+    EntryState,
+    Reentry,
+)
 from communications.models.delivery import (  # noqa: F401
     ChannelPolicy,
     DeviceToken,
@@ -10,3 +18,15 @@ from communications.models.delivery import (  # noqa: F401
     Suppression,
     SuppressionReason,
 )
+from communications.models.mailings import (  # noqa: F401
+    Campaign,
+    CategoryOptOut,
+    Mailing,
+    MailingCategory,
+    MailingStatus,
+    Schedule,
+    SubscriptionChange,
+    UnsubscribeReason,
+)
+from communications.models.regular import RegularKind, RegularTask  # noqa: F401
+from communications.models.templates import CHANNEL_PARTS, MessageTemplate, Watcher  # noqa: F401

@@ -11,6 +11,7 @@ member's quiet hours:
   marketing and service messages);
 * quiet hours in the member's time zone (default 21:00–09:00 for SMS, Viber and push;
   transactional messages are exempt): deferred to the end of the quiet hours, not dropped;
+* the member's opt-out of the message's mailing category (marketing and service);
 * frequency caps per member and channel, a day (the last 24 hours) and a week (the last
   7 days), counting marketing messages sent, marketing only.
 """
@@ -26,7 +27,7 @@ from django.conf import settings
 from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
-from communications.models import ChannelPolicy, Message, Purpose, Status, Suppression
+from communications.models import CategoryOptOut, ChannelPolicy, Message, Purpose, Status, Suppression
 from communications.models.delivery import MARKETING_ONLY_REASONS, SuppressionReason
 from loyalty.models import Consent, Member, MemberState
 from loyalty.models.members import ContactStatus
@@ -111,6 +112,14 @@ def budget_apply(rows: list[dict], *, now: datetime) -> BudgetDecision:
             (s.channel, s.address): s.reason
             for s in Suppression.objects.filter(q).only("channel", "address", "reason")
         }
+    opted_out: set[tuple[int, str]] = set()
+    categories = {r.get("category") for r in rows if r.get("category") and r["member_id"]}
+    if categories:
+        opted_out = set(
+            CategoryOptOut.objects.filter(
+                member_id__in=member_ids, category__code__in=categories
+            ).values_list("member_id", "category__code")
+        )
     rules = policies()
     capped_channels = {ch for ch in channels if rules.get(ch, (None, None, None, None))[2:] != (None, None)}
     sent_day: Counter = Counter()
@@ -148,6 +157,9 @@ def budget_apply(rows: list[dict], *, now: datetime) -> BudgetDecision:
             if not transactional and not consents.get((member["id"], channel), False):
                 decision.suppressed[r["id"]] = _("no consent")
                 continue
+        if not transactional and r.get("category") and (r["member_id"], r["category"]) in opted_out:
+            decision.suppressed[r["id"]] = _("unsubscribed from the mailing category")
+            continue
         reason = suppressed.get((channel, r["address"]))
         if reason and not (transactional and reason in MARKETING_ONLY_REASONS):
             label = SuppressionReason(reason).label if reason in SuppressionReason.values else reason

@@ -51,6 +51,7 @@ from communications.models import (
 )
 from communications.models.delivery import SuppressionReason
 from communications.services.budget import budget_apply
+from communications.services.rendering import rows_render
 from communications.services.tracking import email_prepare, unsubscribe_url
 from gateways import ratelimit
 from gateways.models import Cascade, Gateway
@@ -144,6 +145,7 @@ def message_send(
     fallback_content: dict[str, dict] | None = None,
     not_before: datetime | None = None,
     expires_at: datetime | None = None,
+    render: dict[str, Any] | None = None,
 ) -> Message:
     """Queue one message (or the first step of ``cascade``) and hand it to the
     dispatcher after commit. Idempotent per origin occurrence and member."""
@@ -172,6 +174,7 @@ def message_send(
         address=address or "",
         platform=platform,
         content=content,
+        render=render,
         purpose=purpose,
         origin=origin,
         origin_id=origin_id,
@@ -320,7 +323,8 @@ class DispatchReport:
 
 CLAIM_COLUMNS = (
     "id", "ref", "member_id", "channel", "address", "platform", "content", "purpose", "attempts",
-    "expires_at", "cascade_id", "cascade_step", "status", "possible_duplicate",
+    "expires_at", "cascade_id", "cascade_step", "status", "possible_duplicate", "render",
+    "category",
 )  # fmt: skip
 
 
@@ -418,6 +422,8 @@ def _claim_postgres(gateway: Gateway, limit: int, now: datetime, token: uuid.UUI
     for row in rows:  # Django leaves jsonb undecoded on raw cursors
         if isinstance(row["content"], str):
             row["content"] = json.loads(row["content"])
+        if isinstance(row["render"], str):
+            row["render"] = json.loads(row["render"])
     return rows
 
 
@@ -468,6 +474,15 @@ def dispatch_batch(
             )
         )
 
+    ready, unrenderable = rows_render(decision.send, now=now)
+    failed_by_reason: dict[str, list[int]] = defaultdict(list)
+    for mid, reason in unrenderable.items():
+        failed_by_reason[reason].append(mid)
+    for reason, ids in failed_by_reason.items():
+        moved = _transition(ids, Status.FAILED, reason, now, lease_token=token)
+        report.failed += len(moved)
+        negative += moved
+    decision.send = ready
     outgoing = [_outgoing(r, gateway) for r in decision.send]
     results: list[SendResult] = []
     for start in range(0, len(outgoing), adapter.max_batch):
@@ -831,7 +846,8 @@ def cascade_advance(*, ids: Sequence[int], now: datetime | None = None) -> list[
                     gateway=gateway,
                     address=address,
                     platform=platform,
-                    content=content,
+                    content=content if not msg.render else {},
+                    render=msg.render,
                     fallback_content=msg.fallback_content,
                     purpose=msg.purpose,
                     category=msg.category,

@@ -103,14 +103,42 @@ def message_clicked(*, message: Message, url: str) -> None:
 
 
 @transaction.atomic
-def message_unsubscribe(*, message: Message, complaint: bool = False, source: str = "link") -> None:
-    """Withdraw consent on the message's channel and stop marketing to its address.
+def message_unsubscribe(
+    *,
+    message: Message,
+    complaint: bool = False,
+    source: str = "link",
+    scope: str = "",
+    reason=None,
+    comment: str = "",
+) -> None:
+    """Stop what the member asked to stop. ``scope="category"`` (the default for a
+    message of a mailing category, including RFC 8058 one-click) opts the member out of
+    that category only; otherwise consent on the channel is withdrawn and the address
+    goes on the suppression list for marketing. A complaint always withdraws the channel.
     Repeating it changes nothing."""
-    from loyalty.services.members import consent_set
+    from communications.models import MailingCategory
+    from communications.services.subscriptions import category_set, channel_set
 
     now = timezone.now()
     stamp = "complained_at" if complaint else "unsubscribed_at"
     Message.objects.filter(pk=message.pk, **{f"{stamp}__isnull": True}).update(**{stamp: now})
+    category = (
+        MailingCategory.objects.filter(code=message.category).first()
+        if message.category and not complaint
+        else None
+    )
+    if (scope or ("category" if category else "channel")) == "category" and category and message.member_id:
+        category_set(
+            member=message.member,
+            category=category,
+            subscribed=False,
+            source=f"unsubscribe ({source})",
+            reason=reason,
+            comment=comment,
+            message=message,
+        )
+        return
     if message.address:
         Suppression.objects.get_or_create(
             channel=message.channel,
@@ -121,9 +149,12 @@ def message_unsubscribe(*, message: Message, complaint: bool = False, source: st
             },
         )
     if message.member_id:
-        consent_set(
+        channel_set(
             member=message.member,
             channel=message.channel,
-            granted=False,
+            subscribed=False,
             source="complaint" if complaint else f"unsubscribe ({source})",
+            reason=reason,
+            comment=comment,
+            message=message,
         )

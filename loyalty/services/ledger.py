@@ -807,3 +807,164 @@ def bonuses_expire(*, now: dt.datetime | None = None, chunk_size: int = 5000) ->
         entry="'expiry', -available, -pending",
         remainder_sql=f"DELETE FROM {_R}",
     )
+
+
+# --- set-wise accrual ------------------------------------------------------------------------
+
+
+def bonus_accrue_bulk(
+    *,
+    members_sql: str,
+    params: tuple | list = (),
+    currency: Currency,
+    amount: Decimal,
+    source: Source,
+    activates_at: dt.datetime | None = None,
+    expires_at: dt.datetime | None = None,
+    at: dt.datetime | None = None,
+) -> int:
+    """Accrue a lot of ``amount`` points in ``currency`` to every member ``members_sql``
+    selects (columns ``member_id`` and ``idempotency_key``), as a handful of
+    ``INSERT ... SELECT`` statements whatever the number of members. Returns how many
+    accruals were written.
+
+    Each accrual is the same as ``bonus_accrue`` would write (an operation, a lot, its
+    remainder, one entry, and the account's totals moved by the same amount); accounts
+    missing in ``currency`` are opened. Idempotent by key: a key already on an operation
+    is skipped, so a repeated or concurrent call accrues once per key. On PostgreSQL the
+    accruals are one statement of data-modifying CTEs that moves the accounts' totals by
+    deltas (row locks on those accounts only, no lot is locked); elsewhere writers are
+    serialised and the touched accounts' totals are set to the sum of their entries."""
+    amount = points(amount)
+    if amount <= 0:
+        raise ValueError("accrual amount must be positive")
+    if source.receipt is not None or source.operator is not None:
+        raise ValueError("a set-wise accrual names neither a receipt nor an operator")
+    at = at or timezone.now()
+    activates_at = activates_at or at
+    if expires_at is not None and expires_at <= activates_at:
+        raise ValueError("a lot must expire after it activates")
+    pending = amount if activates_at > at else ZERO
+    available = amount - pending
+    entry_kind = EntryKind.ACCRUAL
+    adapt = connection.ops.adapt_datetimefield_value
+    stamp, act, exp = adapt(at), adapt(activates_at), adapt(expires_at) if expires_at else None
+    params = list(params)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {_A} (member_id, currency_id, available, pending, created_at) "
+            f"SELECT DISTINCT s.member_id, %s, 0, 0, %s FROM ({members_sql}) s "
+            f"WHERE NOT EXISTS (SELECT 1 FROM {_O} o WHERE o.idempotency_key = s.idempotency_key) "
+            f"AND NOT EXISTS (SELECT 1 FROM {_A} a WHERE a.member_id = s.member_id AND a.currency_id = %s) "
+            "ON CONFLICT DO NOTHING",
+            [currency.pk, stamp, *params, currency.pk],
+        )
+        op_values = [
+            OperationKind.ACCRUAL, amount, source.type, source.id, source.label, source.reason, stamp
+        ]  # fmt: skip
+        if connection.vendor == "postgresql":
+            cur.execute(
+                f"""
+                WITH src AS MATERIALIZED (
+                    SELECT DISTINCT ON (s.idempotency_key) s.member_id, s.idempotency_key
+                    FROM ({members_sql}) s
+                    WHERE NOT EXISTS (SELECT 1 FROM {_O} o WHERE o.idempotency_key = s.idempotency_key)
+                ),
+                op AS (
+                    INSERT INTO {_O} ({_OP_COLUMNS})
+                    SELECT %s, a.id, src.idempotency_key, %s::numeric, %s, %s, %s, NULL, NULL, %s,
+                           %s::timestamptz
+                    FROM src JOIN {_A} a ON a.member_id = src.member_id AND a.currency_id = %s
+                    ON CONFLICT (idempotency_key) DO NOTHING
+                    RETURNING id, account_id
+                ),
+                lot AS (
+                    INSERT INTO {_L} (account_id, operation_id, amount, activates_at, expires_at, created_at)
+                    SELECT account_id, id, %s::numeric, %s::timestamptz, %s::timestamptz, %s::timestamptz
+                    FROM op RETURNING id, account_id, operation_id
+                ),
+                rem AS (
+                    INSERT INTO {_R} (lot_id, account_id, available, pending, activates_at, expires_at)
+                    SELECT id, account_id, %s::numeric, %s::numeric, %s::timestamptz, %s::timestamptz FROM lot
+                ),
+                ent AS (
+                    INSERT INTO {_E} (operation_id, account_id, lot_id, kind, available_delta, pending_delta,
+                                      created_at)
+                    SELECT operation_id, account_id, id, %s, %s::numeric, %s::numeric, %s::timestamptz
+                    FROM lot
+                ),
+                acc AS (
+                    UPDATE {_A} a SET available = a.available + s.n * %s::numeric,
+                                      pending = a.pending + s.n * %s::numeric
+                    FROM (SELECT account_id, COUNT(*) AS n FROM lot GROUP BY account_id) s
+                    WHERE a.id = s.account_id
+                )
+                SELECT COUNT(*) FROM lot
+                """,
+                [
+                    *params,
+                    *op_values[:6], op_values[6], currency.pk,
+                    amount, act, exp, stamp,
+                    available, pending, act, exp,
+                    entry_kind, available, pending, stamp,
+                    available, pending,
+                ],
+            )  # fmt: skip
+            return cur.fetchone()[0]
+        return _accrue_bulk_portable(
+            cur, members_sql, params, currency, op_values, (amount, available, pending, act, exp, stamp)
+        )
+
+
+def _accrue_bulk_portable(cur, members_sql, params, currency, op_values, lot_values) -> int:
+    """``bonus_accrue_bulk`` one table at a time, for SQLite (a single writer). The
+    operations written by this call are recognised as accrual operations of the keys that
+    have no lot yet, and their lots as those that have no entry yet: both are written in
+    this transaction only."""
+    amount, available, pending, act, exp, stamp = lot_values
+    keys = f"(SELECT DISTINCT idempotency_key FROM ({members_sql}) s0) k"
+    cur.execute(
+        f"INSERT INTO {_O} ({_OP_COLUMNS}) "
+        "SELECT %s, a.id, s.idempotency_key, %s, %s, %s, %s, NULL, NULL, %s, %s "
+        f"FROM ({members_sql}) s JOIN {_A} a ON a.member_id = s.member_id AND a.currency_id = %s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {_O} o WHERE o.idempotency_key = s.idempotency_key) "
+        "ON CONFLICT DO NOTHING",
+        [*op_values, *params, currency.pk],
+    )
+    written = max(cur.rowcount, 0)
+    if not written:
+        return 0
+    cur.execute(
+        f"INSERT INTO {_L} (account_id, operation_id, amount, activates_at, expires_at, created_at) "
+        f"SELECT o.account_id, o.id, %s, %s, %s, %s FROM {keys} "
+        f"JOIN {_O} o ON o.idempotency_key = k.idempotency_key "
+        f"WHERE o.kind = %s AND o.created_at = %s "
+        f"AND NOT EXISTS (SELECT 1 FROM {_L} l WHERE l.operation_id = o.id)",
+        [amount, act, exp, stamp, *params, OperationKind.ACCRUAL, stamp],
+    )
+    new_lots = (
+        f"FROM {keys} JOIN {_O} o ON o.idempotency_key = k.idempotency_key "
+        f"JOIN {_L} l ON l.operation_id = o.id "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {_E} e WHERE e.lot_id = l.id)"
+    )
+    cur.execute(
+        f"INSERT INTO {_R} (lot_id, account_id, available, pending, activates_at, expires_at) "
+        f"SELECT l.id, l.account_id, %s, %s, %s, %s {new_lots}",
+        [available, pending, act, exp, *params],
+    )
+    cur.execute(
+        f"INSERT INTO {_E} (operation_id, account_id, lot_id, kind, available_delta, pending_delta, "
+        f"created_at) SELECT o.id, l.account_id, l.id, %s, %s, %s, %s {new_lots}",
+        [EntryKind.ACCRUAL, available, pending, stamp, *params],
+    )
+    # Absolute totals, rounded to the ledger's precision (SQLite sums decimals as floats).
+    cur.execute(
+        f"UPDATE {_A} SET "
+        f"available = ROUND((SELECT COALESCE(SUM(e.available_delta), 0) FROM {_E} e "
+        f"WHERE e.account_id = {_A}.id), 2), "
+        f"pending = ROUND((SELECT COALESCE(SUM(e.pending_delta), 0) FROM {_E} e "
+        f"WHERE e.account_id = {_A}.id), 2) "
+        f"WHERE currency_id = %s AND member_id IN (SELECT s.member_id FROM ({members_sql}) s)",
+        [currency.pk, *params],
+    )
+    return written

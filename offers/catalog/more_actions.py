@@ -21,6 +21,7 @@ from typing import ClassVar
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from communications.models import MessageTemplate
 from gateways.providers.base import CHANNEL_LABELS, CHANNELS, EMAIL, PUSH, SOCIAL
 from loyalty.models import Partner, Status
 from offers.catalog.actions import OfferAction, _currency_check, offer_actions
@@ -81,6 +82,16 @@ TEMPLATE_HELP = _("Metavariables in double braces, e.g. {{ first_name }} or {{ b
 
 class SendMessageParams(forms.Form):
     channel = forms.ChoiceField(label=_("channel"), choices=[(c, CHANNEL_LABELS[c]) for c in CHANNELS])
+    template = forms.ModelChoiceField(
+        label=_("message template"),
+        queryset=MessageTemplate.objects.all(),
+        required=False,
+        help_text=_(
+            "A template of the channel, rendered when the message is sent; the event's values are "
+            "{{ event.discount }}, {{ event.bonus }}, {{ event.amount }}, {{ event.total }} and the "
+            "event's own. Empty: the texts below."
+        ),
+    )
     subject = forms.CharField(
         label=_("subject (email)"), max_length=255, required=False, help_text=TEMPLATE_HELP
     )
@@ -92,7 +103,11 @@ class SendMessageParams(forms.Form):
         help_text=_("The template moderated by the social network."),
     )
     text = forms.CharField(
-        label=_("text"), widget=forms.Textarea(attrs={"rows": 4}), max_length=4000, help_text=TEMPLATE_HELP
+        label=_("text"),
+        widget=forms.Textarea(attrs={"rows": 4}),
+        max_length=4000,
+        required=False,
+        help_text=TEMPLATE_HELP,
     )
 
     REQUIRED_BY_CHANNEL: ClassVar[dict[str, str]] = {EMAIL: "subject", PUSH: "title", SOCIAL: "template_id"}
@@ -103,6 +118,19 @@ class SendMessageParams(forms.Form):
 
         cleaned = super().clean()
         channel = cleaned.get("channel")
+        template = cleaned.get("template")
+        if template is not None:
+            if channel and template.channel != channel:
+                self.add_error(
+                    "template",
+                    _("The template is for %(channel)s.") % {"channel": template.get_channel_display()},
+                )
+            for name in ("subject", "title", "template_id", "text"):
+                cleaned.pop(name, None)
+            return cleaned
+        if not (cleaned.get("text") or "").strip():
+            self.add_error("text", _("Write the text or choose a template."))
+            return cleaned
         needed = self.REQUIRED_BY_CHANNEL.get(channel)
         if needed and not (cleaned.get(needed) or "").strip():
             self.add_error(needed, _("This channel needs it."))
@@ -174,10 +202,20 @@ class SendMessageAction(OfferAction):
 
     def setup(self, params):
         self.channel = params["channel"]
-        self.text = params["text"]
+        self.template_id = int(params["template"]) if params.get("template") else None
+        self.text = params.get("text", "")
         self.content = message_content(self.channel, params)
 
     def apply(self, ctx, result, lines, offer, rule, limits):
+        if self.template_id:
+            # Rendered at send time through the template; the services add the event's values.
+            result.sends.append(
+                SendRequest(offer.id, self.channel, {}, render={"template": self.template_id})
+            )
+            result.effects.append(
+                Effect(offer.id, offer.name, rule, self.key, text=f"template:{self.template_id}")
+            )
+            return
         content = {k: ("" if k in _TEMPLATE_KEYS else v) for k, v in self.content.items()}
         templates = {k: v for k, v in self.content.items() if k in _TEMPLATE_KEYS}
         pending = _PendingSend(result, SendRequest(offer.id, self.channel, content), set(templates))

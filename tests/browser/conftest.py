@@ -13,6 +13,15 @@ ARGS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def _roles(transactional_db):
+    """Browser tests run on a flushed database (the live server needs committed data): put
+    the role groups the migrations created back."""
+    from loyalty.roles import roles_sync
+
+    roles_sync()
+
+
 @pytest.fixture
 def browser_page(monkeypatch):
     if not CHROMIUM.exists():

@@ -474,6 +474,45 @@ def test_worked_offer_a_welcome_sms_goes_out_through_the_file_gateway(
     assert "Welcome, Анна! +100 points." in written and member.phone in written
 
 
+def test_an_event_communication_renders_its_template_with_the_event_values_at_send_time(
+    make_offer, member, now, file_sms, dispatches, django_capture_on_commit_callbacks
+):
+    from communications.models import MessageTemplate
+
+    # given: the message is a template; a later offer gives the points
+    ledger.currency_default()
+    template = MessageTemplate.objects.create(
+        name="Welcome",
+        channel="sms",
+        text="{{ salutation }}! +{{ event.bonus }} points from {{ offer.name }}; balance {{ balance }}.",
+    )
+    make_offer(
+        event="registration_completed",
+        rules=[{"actions": [action("send_message", channel="sms", template=template.pk)]}],
+        priority=1,
+        name="Welcome offer",
+    )
+    make_offer(
+        event="registration_completed", rules=[{"actions": [action("extra_bonus", amount="100")]}], priority=2
+    )
+    # when
+    with django_capture_on_commit_callbacks(execute=True):
+        event_record(member=member, event_type="registration_completed")
+    dispatch_batch(gateway=file_sms)
+    # then: the event's bonus and the balance after the accrual are in the text
+    message = Message.objects.get(member=member)
+    assert message.content == {} and message.render["event"]["bonus"] == "100"
+    written = Path(settings.OUTBOX_DIR, "sms", message.provider_message_id).read_text()
+    assert "+100 points from Welcome offer; balance 100." in written
+
+
+def test_a_template_of_another_channel_is_refused_on_the_action(db):
+    from communications.models import MessageTemplate
+
+    template = MessageTemplate.objects.create(name="Mail", channel="email", subject="s", text="t")
+    assert list(refused("send_message", channel="sms", template=template.pk)) == ["a.template"]
+
+
 @pytest.mark.parametrize(
     ("params", "content"),
     [
