@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "communications",
     "offers",
     "pos",
+    "portal",
 ]
 
 MIDDLEWARE = [
@@ -248,6 +249,34 @@ LOYALTY = {
     # pay that bonuses may pay.
     "MAX_LINE_DISCOUNT_SHARE": env.str("MAX_LINE_DISCOUNT_SHARE", default="0.9"),
     "MAX_BONUS_PAYMENT_SHARE": env.str("MAX_BONUS_PAYMENT_SHARE", default="0.5"),
+}
+
+# --- the members' personal account ---------------------------------------------------
+PORTAL = {
+    # One-time codes: digits, minutes valid, wrong tries allowed.
+    "CODE_LENGTH": env.int("PORTAL_CODE_LENGTH", default=6),
+    "CODE_TTL_MINUTES": env.int("PORTAL_CODE_TTL_MINUTES", default=5),
+    "CODE_ATTEMPTS": env.int("PORTAL_CODE_ATTEMPTS", default=5),
+    # Throttling of code requests: seconds between two codes to one address, codes per
+    # address and per IP address an hour.
+    "CODE_RESEND_SECONDS": env.int("PORTAL_CODE_RESEND_SECONDS", default=60),
+    "CODES_PER_ADDRESS_HOUR": env.int("PORTAL_CODES_PER_ADDRESS_HOUR", default=5),
+    "CODES_PER_IP_HOUR": env.int("PORTAL_CODES_PER_IP_HOUR", default=30),
+    # A member's web session ends after this many minutes without a request.
+    "SESSION_MINUTES": env.int("PORTAL_SESSION_MINUTES", default=30),
+    # The mobile app's tokens live this many days.
+    "TOKEN_DAYS": env.int("PORTAL_TOKEN_DAYS", default=90),
+    # Bonuses expiring within this many days are shown as "expiring soon".
+    "EXPIRING_DAYS": env.int("PORTAL_EXPIRING_DAYS", default=30),
+    # Branding: the accent colour, a logo and the support contact shown on every page.
+    "BRAND_COLOR": env.str("PORTAL_BRAND_COLOR", default="#2d5be3"),
+    "LOGO_URL": env.str("PORTAL_LOGO_URL", default=""),
+    "SUPPORT_CONTACT": env.str("PORTAL_SUPPORT_CONTACT", default=""),
+    # Feedback attachments: the largest file and the kinds accepted.
+    "ATTACHMENT_MAX_BYTES": env.int("PORTAL_ATTACHMENT_MAX_BYTES", default=5 * 1024 * 1024),
+    "ATTACHMENT_TYPES": env.list(
+        "PORTAL_ATTACHMENT_TYPES", default=[".jpg", ".jpeg", ".png", ".pdf", ".txt", ".webp"]
+    ),
 }
 
 LOGGING = {

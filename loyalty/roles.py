@@ -24,7 +24,7 @@ ROLE_LABELS = {
     API_USER: _("API user"),
 }
 
-PRODUCT_APPS = ("loyalty", "segments", "gateways", "communications", "offers", "pos")
+PRODUCT_APPS = ("loyalty", "segments", "gateways", "communications", "offers", "pos", "portal")
 ALL = ("view", "add", "change", "delete")
 
 # role -> list of (app_label, model name or "*", actions or extra codenames)
@@ -44,8 +44,9 @@ ROLE_RULES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("segments", "*", ALL),
         ("communications", "*", ALL),
         ("offers", "*", ALL),
+        ("portal", "targetedcontent", ALL),
     ],
-    DESIGNER: [("communications", "*template*", ALL)],
+    DESIGNER: [("communications", "*template*", ALL), ("portal", "targetedcontent", ALL)],
     OPERATOR: [
         *[
             ("loyalty", model, ("view",))

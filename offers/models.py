@@ -132,10 +132,44 @@ class CounterValue(models.Model):
         return f"{self.counter}: {self.value}"
 
 
+class PersonalProductProgram(models.Model):
+    """The personal-products mechanic: the list a member picks from, how many picks, and
+    the period the picks hold. An offer with the personal-products filter rewards them."""
+
+    name = models.CharField(_("name"), max_length=200)
+    description = models.TextField(_("description"), blank=True)
+    products = models.ManyToManyField(
+        "loyalty.Product", related_name="+", verbose_name=_("products offered")
+    )
+    max_picks = models.PositiveSmallIntegerField(
+        _("products a member picks"), default=3, help_text=_("How many products a member may choose.")
+    )
+    starts_at = models.DateTimeField(_("period starts"))
+    ends_at = models.DateTimeField(_("period ends"))
+    active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["-starts_at", "pk"]
+        verbose_name = _("personal products list")
+        verbose_name_plural = _("personal products lists")
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class PersonalProduct(models.Model):
     """A product the member picked for the personal-products offer of a period."""
 
     member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="personal_products")
+    program = models.ForeignKey(
+        PersonalProductProgram,
+        models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="picks",
+        verbose_name=_("personal products list"),
+    )
     product = models.ForeignKey("loyalty.Product", models.CASCADE, verbose_name=_("product"))
     valid_from = models.DateTimeField(_("valid from"), default=timezone.now)
     valid_until = models.DateTimeField(_("valid until"), null=True, blank=True)

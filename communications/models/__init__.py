@@ -18,6 +18,13 @@ from communications.models.delivery import (  # noqa: F401
     Suppression,
     SuppressionReason,
 )
+from communications.models.feedback import (  # noqa: F401
+    Feedback,
+    FeedbackAuthor,
+    FeedbackMessage,
+    FeedbackStatus,
+    FeedbackTopic,
+)
 from communications.models.mailings import (  # noqa: F401
     Campaign,
     CategoryOptOut,

@@ -56,6 +56,16 @@ class Status(models.Model):
     name = models.CharField(_("name"), max_length=100)
     rank = models.PositiveSmallIntegerField(_("rank"), unique=True)
     description = models.TextField(_("description"), blank=True)
+    qualifying_total = models.DecimalField(
+        _("purchases to qualify"),
+        max_digits=14,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text=_(
+            "Purchases over the last year that earn this status; members see their progress to it."
+        ),
+    )
 
     class Meta:
         ordering = ["rank"]
