@@ -10,8 +10,10 @@ urlpatterns = [
     path("api/v1/", include("loyalty.api.urls")),
     path("api/v1/", include("segments.api.urls")),
     path("api/v1/", include("pos.urls")),
+    path("api/v1/me/", include("portal.api.urls")),
     path("gateways/", include("gateways.urls")),
     path("m/", include("communications.urls")),
+    path("account/", include("portal.urls")),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(
         "api/docs/",
