@@ -133,3 +133,22 @@ class TargetedContent(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class MemberPassword(models.Model):
+    """The optional password a member sets in the personal account (a code always works)."""
+
+    member = models.OneToOneField(
+        "loyalty.Member", models.CASCADE, primary_key=True, related_name="+", verbose_name=_("member")
+    )
+    password = models.CharField(_("password"), max_length=128)
+    failed = models.PositiveSmallIntegerField(_("wrong tries"), default=0)
+    locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    changed_at = models.DateTimeField(_("changed at"), auto_now=True)
+
+    class Meta:
+        verbose_name = _("member password")
+        verbose_name_plural = _("member passwords")
+
+    def __str__(self) -> str:
+        return str(self.member_id)
