@@ -71,7 +71,7 @@ def member_by_address(address: Address) -> Member | None:
     field = "phone" if address.channel == CodeChannel.SMS else "email"
     return (
         Member.objects.filter(**{field: address.value})
-        .exclude(state__in=[MemberState.BLOCKED, MemberState.DELETED])
+        .exclude(state__in=[MemberState.BLOCKED])
         .order_by("pk")
         .first()
     )
@@ -209,15 +209,20 @@ def code_verify(
             raise CodeInvalid(
                 _("The code has expired or too many wrong codes were entered. Ask for a new one.")
             )
-        if not code or not constant_time_compare(login.code_hash, _hash(address.value, code)):
+        matches = bool(code) and constant_time_compare(login.code_hash, _hash(address.value, code))
+        if matches:
+            login.used_at = now
+            login.save(update_fields=["used_at"])
+        else:
             login.attempts += 1
             login.save(update_fields=["attempts"])
-            left = config("CODE_ATTEMPTS") - login.attempts
-            if left <= 0:
-                raise CodeInvalid(_("Wrong code. Too many wrong codes were entered; ask for a new one."))
-            raise CodeInvalid(_("Wrong code. %(left)s tries left.") % {"left": left})
-        login.used_at = now
-        login.save(update_fields=["used_at"])
+    # The refusal is raised after the count is committed, so it survives. (Callers must
+    # not wrap this in a transaction that a refusal rolls back.)
+    if not matches:
+        left = config("CODE_ATTEMPTS") - login.attempts
+        if left <= 0:
+            raise CodeInvalid(_("Wrong code. Too many wrong codes were entered; ask for a new one."))
+        raise CodeInvalid(_("Wrong code. %(left)s tries left.") % {"left": left})
     return login
 
 
@@ -225,7 +230,7 @@ def sign_in(*, address: Address, code: str, now: dt.datetime | None = None) -> M
     """Verify a sign-in code and return its member (``CodeInvalid`` otherwise)."""
     login = code_verify(address=address, code=code, now=now)
     member = member_by_address(address) if login.member_id is None else login.member
-    if member is None or member.state in (MemberState.BLOCKED, MemberState.DELETED):
+    if member is None or member.state == MemberState.BLOCKED:
         raise CodeInvalid(_("Wrong code. Ask for a new one."))
     return member
 
@@ -263,7 +268,7 @@ def token_member(key: str, *, now: dt.datetime | None = None) -> MemberToken | N
         .filter(key_hash=_token_hash(key), revoked_at__isnull=True, expires_at__gt=now)
         .first()
     )
-    if token is None or token.member.state in (MemberState.BLOCKED, MemberState.DELETED):
+    if token is None or token.member.state == MemberState.BLOCKED:
         return None
     if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
         MemberToken.objects.filter(pk=token.pk).update(last_used_at=now)

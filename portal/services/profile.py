@@ -61,20 +61,25 @@ def contact_confirm(*, member: Member, address: Address, code: str, channel: str
     return member_update(member=member, channel=channel, **{field: address.value})
 
 
-def card_bind_by_number(*, member: Member, number: str) -> Card:
-    """Bind a card the member holds: only a card nobody has bound yet (or their own).
-    Another member's card is answered as not found, so numbers cannot be probed."""
+def card_free_check(number: str, member: Member | None = None) -> Card:
+    """The card with this number if nobody has bound it yet (or ``member`` has). Another
+    member's card is answered as not found, so numbers cannot be probed."""
     number = "".join(ch for ch in (number or "") if ch.isdigit())
     card = Card.objects.filter(number=number).first() if number else None
-    if card is None or (card.member_id and card.member_id != member.pk):
+    if card is None or (card.member_id and (member is None or card.member_id != member.pk)):
         raise ValidationError({"card_number": _("There is no free card with this number.")})
+    return card
+
+
+def card_bind_by_number(*, member: Member, number: str) -> Card:
+    """Bind a card the member holds: only a card nobody has bound yet (or their own)."""
+    card = card_free_check(number, member)
     try:
         return card_bind(card=card, member=member)
     except CardStateError as exc:
         raise ValidationError({"card_number": str(exc)}) from exc
 
 
-@transaction.atomic
 def register(
     *,
     address: Address,
@@ -88,10 +93,17 @@ def register(
     consents per channel, and optionally a card they already hold."""
     if member_by_address(address) is not None:
         raise ValidationError({"login": _("You are already a member: sign in instead.")})
-    code_verify(address=address, code=code, purpose=CodePurpose.REGISTER)
     unknown = set(profile) - set(EDITABLE)
     if unknown:
         raise ValidationError({name: _("This field cannot be set here.") for name in sorted(unknown)})
+    if card_number:
+        card_free_check(card_number)  # before the code is spent
+    code_verify(address=address, code=code, purpose=CodePurpose.REGISTER)  # outside: wrong tries count
+    with transaction.atomic():
+        return _register(address, channel, consents, card_number, profile)
+
+
+def _register(address: Address, channel: str, consents: dict, card_number: str, profile: dict) -> Member:
     contact = {"phone": address.value} if address.channel == CodeChannel.SMS else {"email": address.value}
     member = member_create(
         **contact,
