@@ -29,6 +29,7 @@ demo: migrate
 	$(PY) manage.py seed_demo_communications
 	$(PY) manage.py seed_demo_chains
 	$(PY) manage.py seed_demo_regular
+	$(PY) manage.py seed_demo_portal
 
 # Web + Celery worker + beat on the embedded default (SQLite, filesystem broker).
 run: demo

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
 import zoneinfo
 
 import segno
@@ -266,8 +267,11 @@ def card_qr(request):
     card = account.card_section(request.member)
     if card is None:
         raise Http404
-    svg = segno.make(card.number, error="m").svg_inline(scale=6, border=2, dark="#111")
-    return HttpResponse(svg, content_type="image/svg+xml")
+    buffer = io.BytesIO()
+    segno.make(card.number, error="m").save(buffer, kind="svg", scale=6, border=2, dark="#111", xmldecl=False)
+    response = HttpResponse(buffer.getvalue(), content_type="image/svg+xml")
+    response["Cache-Control"] = "private, max-age=3600"
+    return response
 
 
 @member_required
