@@ -1,3 +1,3 @@
 """Back-office pages of communications, one module per area."""
 
-from communications.admin import chains, delivery, mailings, regular, templates  # noqa: F401
+from communications.admin import chains, delivery, feedback, mailings, regular, templates  # noqa: F401
