@@ -46,7 +46,13 @@ ROLE_RULES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
         ("offers", "*", ALL),
         ("portal", "targetedcontent", ALL),
     ],
-    DESIGNER: [("communications", "*template*", ALL), ("portal", "targetedcontent", ALL)],
+    DESIGNER: [
+        ("communications", "*template*", ALL),
+        ("portal", "targetedcontent", ALL),
+        # to pick a material's audience and advertised offer
+        ("segments", "targetaudience", ("view",)),
+        ("offers", "offer", ("view",)),
+    ],
     OPERATOR: [
         *[
             ("loyalty", model, ("view",))

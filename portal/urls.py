@@ -16,6 +16,7 @@ urlpatterns = [
     path("history/receipts/<int:receipt_id>/", views.receipt, name="receipt"),
     path("offers/", views.offers, name="offers"),
     path("offers/personal/", views.personal_offers, name="personal_offers"),
+    path("offers/<int:content_id>/image", views.content_image, name="content_image"),
     path("products/", views.personal_products, name="products"),
     path("profile/", views.profile_page, name="profile"),
     path("profile/questionnaire/", views.questionnaire, name="questionnaire"),

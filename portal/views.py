@@ -204,23 +204,21 @@ def register(request):
     form = forms.RegisterForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         address = form.cleaned_data["login"]
-        card_error = None
-        if form.cleaned_data.get("card_number"):
-            try:
-                profile.card_free_check(form.cleaned_data["card_number"])
-            except ValidationError as exc:
-                card_error = exc.messages[0]
-        if auth.member_by_address(address) is not None:
-            form.add_error("login", _("You are already a member: sign in instead."))
-        elif card_error:
-            form.add_error("card_number", card_error)
+        data = form.cleaned_data
+        try:
+            # Throttled first, so the card check below cannot probe card numbers faster
+            # than codes may be asked for. A member's own address just gets a code too
+            # (the code step signs them in): the form does not tell who is a member.
+            auth.code_request(address=address, purpose=CodePurpose.REGISTER, ip=_client_ip(request))
+        except auth.CodeThrottled as exc:
+            form.add_error("login", str(exc))
         else:
             try:
-                auth.code_request(address=address, purpose=CodePurpose.REGISTER, ip=_client_ip(request))
-            except auth.CodeThrottled as exc:
-                form.add_error("login", str(exc))
+                if data.get("card_number"):
+                    profile.card_free_check(data["card_number"])
+            except ValidationError as exc:
+                form.add_error("card_number", exc.messages[0])
             else:
-                data = form.cleaned_data
                 request.session[PENDING] = {
                     "channel": address.channel,
                     "value": address.value,
@@ -271,6 +269,19 @@ def card_qr(request):
     segno.make(card.number, error="m").save(buffer, kind="svg", scale=6, border=2, dark="#111", xmldecl=False)
     response = HttpResponse(buffer.getvalue(), content_type="image/svg+xml")
     response["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def content_image(request, content_id: int):
+    """A published material's image, for the pages and the app (uploads are not served
+    publicly; promotional images are, once published)."""
+    from portal.models import TargetedContent
+
+    item = TargetedContent.objects.filter(pk=content_id, published=True).exclude(image="").first()
+    if item is None:
+        raise Http404
+    response = FileResponse(item.image.open("rb"))
+    response["Cache-Control"] = "public, max-age=3600"
     return response
 
 
@@ -421,19 +432,15 @@ def contact_change(request):
     form = forms.ContactForm(request.POST, prefix="contact")
     if form.is_valid():
         address = form.cleaned_data["login"]
-        owner = auth.member_by_address(address)
-        if owner is not None and owner.pk != member.pk:
-            form.add_error("login", _("This contact belongs to another member of the program."))
+        try:
+            auth.code_request(
+                address=address, purpose=CodePurpose.BIND, member=member, ip=_client_ip(request)
+            )
+        except auth.CodeThrottled as exc:
+            form.add_error("login", str(exc))
         else:
-            try:
-                auth.code_request(
-                    address=address, purpose=CodePurpose.BIND, member=member, ip=_client_ip(request)
-                )
-            except auth.CodeThrottled as exc:
-                form.add_error("login", str(exc))
-            else:
-                request.session["portal_bind"] = {"channel": address.channel, "value": address.value}
-                return redirect("portal:contact_confirm")
+            request.session["portal_bind"] = {"channel": address.channel, "value": address.value}
+            return redirect("portal:contact_confirm")
     return render(
         request,
         "portal/profile.html",

@@ -152,21 +152,26 @@ def feedback_set_status(*, feedback: Feedback, status: str, operator=None) -> Fe
     if status not in FeedbackStatus.values:
         raise ValidationError({"status": _("Unknown status %(status)s.") % {"status": status}})
     feedback.status = status
-    if status == FeedbackStatus.IN_PROGRESS and operator is not None and not feedback.assigned_to_id:
-        feedback.assigned_to = operator
+    if status == FeedbackStatus.IN_PROGRESS and operator is not None:
+        feedback.assigned_to = operator  # whoever takes it owns it from now on
     feedback.save(update_fields=["status", "assigned_to"])
     return feedback
 
 
 def feedback_notify(*, feedback: Feedback, message: FeedbackMessage) -> None:
-    """Tell the member an answer is waiting: by email if they have one, else by SMS. A
+    """Tell the member an answer is waiting: by email if they have a usable one, else by SMS. A
     service message: consent is not needed, quiet hours apply."""
     from django.utils import translation
 
     from communications.services.delivery import message_send
+    from loyalty.models import ContactStatus
 
     member = feedback.member
-    channel = "email" if member.email else ("sms" if member.phone else "")
+    usable = {
+        "email": member.email and member.email_status != ContactStatus.INVALID,
+        "sms": member.phone and member.phone_status != ContactStatus.INVALID,
+    }
+    channel = "email" if usable["email"] else ("sms" if usable["sms"] else "")
     if not channel:
         return
     with translation.override(member.language or settings.LANGUAGE_CODE):

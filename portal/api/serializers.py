@@ -452,8 +452,9 @@ class ContentOut(serializers.Serializer):
     def get_image(self, obj) -> str | None:
         if not obj.image:
             return None
+        url = reverse("portal:content_image", args=[obj.pk])
         request = self.context.get("request")
-        return request.build_absolute_uri(obj.image.url) if request else obj.image.url
+        return request.build_absolute_uri(url) if request else url
 
     def get_personal(self, obj) -> bool:
         return obj.audience_id is not None

@@ -129,7 +129,14 @@ def receipts_page(member: Member, *, before_id: int | None = None, limit: int = 
         .order_by("-purchased_at", "-id")
     )
     if before_id:
-        receipts = receipts.filter(id__lt=before_id)
+        # The cursor is the last receipt shown: pages follow (purchased_at, id), so a
+        # receipt sent in late is neither skipped nor shown twice.
+        cursor = (
+            Receipt.objects.filter(member=member, pk=before_id).values_list("purchased_at", flat=True).first()
+        )
+        if cursor is None:
+            return []
+        receipts = receipts.filter(Q(purchased_at__lt=cursor) | Q(purchased_at=cursor, id__lt=before_id))
     return list(receipts[:limit])
 
 
@@ -137,6 +144,7 @@ def receipt_of(member: Member, receipt_id: int) -> Receipt | None:
     """One of the member's own receipts, or ``None`` (another member's is not found)."""
     return (
         Receipt.objects.filter(member=member, pk=receipt_id)
+        .exclude(state=ReceiptState.CALCULATED)
         .select_related("point_of_sale")
         .prefetch_related(Prefetch("lines", queryset=ReceiptLine.objects.order_by("position")))
         .first()

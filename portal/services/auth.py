@@ -192,16 +192,23 @@ def code_request(
 
 
 def code_verify(
-    *, address: Address, code: str, purpose: str = CodePurpose.SIGN_IN, now: dt.datetime | None = None
+    *,
+    address: Address,
+    code: str,
+    purpose: str = CodePurpose.SIGN_IN,
+    member: Member | None = None,
+    now: dt.datetime | None = None,
 ) -> LoginCode:
     """The newest live code for ``address`` and ``purpose`` if ``code`` matches it; each
-    wrong try counts, and after the allowed tries the code is dead. Raises ``CodeInvalid``."""
+    wrong try counts, and after the allowed tries the code is dead. With ``member``, only
+    a code that member asked for (confirming a contact). Raises ``CodeInvalid``."""
     now = now or timezone.now()
     code = "".join(ch for ch in (code or "") if ch.isdigit())
     with transaction.atomic():
         login = (
             LoginCode.objects.select_for_update()
             .filter(address=address.value, purpose=purpose, used_at__isnull=True, expires_at__gt=now)
+            .filter(**({"member": member} if member is not None else {}))
             .order_by("-created_at")
             .first()
         )

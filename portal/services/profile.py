@@ -38,10 +38,12 @@ def questionnaire_fields() -> list[CustomField]:
 
 @transaction.atomic
 def questionnaire_submit(*, member: Member, values: dict[str, Any], channel: str) -> bool:
-    """Save the questionnaire's answers (all required fields must be filled). Records
-    ``questionnaire_filled`` the first time it is complete; returns whether it did."""
+    """Save the questionnaire's answers (all required fields must be filled); answers to
+    fields since retired are kept. Records ``questionnaire_filled`` the first time it is
+    complete; returns whether it did."""
     clean = custom_fields_clean(values, require=True)
-    member_update(member=member, channel=channel, custom_fields={**member.custom_fields, **clean})
+    member.custom_fields = {**member.custom_fields, **clean}
+    member.save(update_fields=["custom_fields", "updated_at"])
     if MemberEvent.objects.filter(member=member, event_type="questionnaire_filled").exists():
         return False
     event_record(member=member, event_type="questionnaire_filled", channel=channel)
@@ -49,14 +51,13 @@ def questionnaire_submit(*, member: Member, values: dict[str, Any], channel: str
 
 
 def contact_confirm(*, member: Member, address: Address, code: str, channel: str) -> Member:
-    """Bind a new phone or email after its confirmation code (``phone_bound`` /
-    ``email_bound`` fire). Refused if another member already uses it."""
+    """Bind a new phone or email after the confirmation code the member asked for
+    (``phone_bound`` / ``email_bound`` fire). Whether the contact belongs to someone else
+    is told only after the code proves the member holds it."""
+    code_verify(address=address, code=code, purpose=CodePurpose.BIND, member=member)
     owner = member_by_address(address)
     if owner is not None and owner.pk != member.pk:
         raise ValidationError({"login": _("This contact belongs to another member of the program.")})
-    login = code_verify(address=address, code=code, purpose=CodePurpose.BIND)
-    if login.member_id != member.pk:
-        raise CodeInvalid(_("Wrong code. Ask for a new one."))
     field = "phone" if address.channel == CodeChannel.SMS else "email"
     return member_update(member=member, channel=channel, **{field: address.value})
 
@@ -90,30 +91,27 @@ def register(
     **profile: Any,
 ) -> Member:
     """Create a member from the portal or the app after the registration code: profile,
-    consents per channel, and optionally a card they already hold."""
-    if member_by_address(address) is not None:
-        raise ValidationError({"login": _("You are already a member: sign in instead.")})
+    consents per channel, and optionally a card they already hold. Nothing is told about
+    the address or the card before the code proves the person holds the address; an
+    address that already belongs to a member signs that member in."""
     unknown = set(profile) - set(EDITABLE)
     if unknown:
         raise ValidationError({name: _("This field cannot be set here.") for name in sorted(unknown)})
-    if card_number:
-        card_free_check(card_number)  # before the code is spent
     code_verify(address=address, code=code, purpose=CodePurpose.REGISTER)  # outside: wrong tries count
+    existing = member_by_address(address)
+    if existing is not None:
+        return existing
     with transaction.atomic():
-        return _register(address, channel, consents, card_number, profile)
-
-
-def _register(address: Address, channel: str, consents: dict, card_number: str, profile: dict) -> Member:
-    contact = {"phone": address.value} if address.channel == CodeChannel.SMS else {"email": address.value}
-    member = member_create(
-        **contact,
-        consents=consents,
-        consent_source=channel,
-        registration_channel=channel,
-        **profile,
-    )
-    if card_number:
-        card_bind_by_number(member=member, number=card_number)
+        contact = {"phone": address.value} if address.channel == CodeChannel.SMS else {"email": address.value}
+        member = member_create(
+            **contact,
+            consents=consents,
+            consent_source=channel,
+            registration_channel=channel,
+            **profile,
+        )
+        if card_number:
+            card_bind_by_number(member=member, number=card_number)
     return member
 
 

@@ -127,6 +127,16 @@ def test_a_member_without_email_is_told_by_sms(topic, operator, gateways):
     assert "Where are my bonuses?" in message.content["text"]
 
 
+def test_a_member_whose_email_bounced_is_told_by_sms(topic, operator, gateways):
+    from loyalty.models import ContactStatus
+
+    member = factories.MemberFactory(email="gone@example.com", email_status=ContactStatus.INVALID)
+    feedback = _thread(member, topic)
+    feedback_answer(feedback=feedback, operator=operator, text="Done.")
+    (message,) = Message.objects.all()
+    assert (message.channel, message.address) == ("sms", member.phone)
+
+
 def test_each_answer_is_its_own_notification(make_member, topic, operator, gateways):
     feedback = _thread(make_member(), topic)
     feedback_answer(feedback=feedback, operator=operator, text="First.")
@@ -177,7 +187,7 @@ def test_another_member_cannot_write_into_a_thread(make_member, topic):
     assert feedback_of(stranger, feedback.pk) is None and feedback_list(stranger) == []
 
 
-def test_taking_in_progress_assigns_the_operator_and_keeps_an_existing_one(make_member, topic, operator):
+def test_taking_in_progress_assigns_the_operator_who_takes_it(make_member, topic, operator):
     feedback = _thread(make_member(), topic)
     # when
     feedback_set_status(feedback=feedback, status=FeedbackStatus.IN_PROGRESS, operator=operator)
@@ -187,7 +197,7 @@ def test_taking_in_progress_assigns_the_operator_and_keeps_an_existing_one(make_
     other = User.objects.create_user("other", is_staff=True)
     feedback_set_status(feedback=feedback, status=FeedbackStatus.IN_PROGRESS, operator=other)
     feedback.refresh_from_db()
-    assert feedback.assigned_to == operator
+    assert feedback.assigned_to == other
 
 
 def test_an_unknown_status_is_refused(make_member, topic):

@@ -376,11 +376,68 @@ def test_confirming_a_new_email_binds_it_and_fires_the_event(client, member):
     assert MemberEvent.objects.filter(member=member, event_type="email_bound").exists()
 
 
-def test_an_email_of_another_member_cannot_be_bound(client, member):
+def test_an_email_of_another_member_cannot_be_bound_and_that_is_told_only_after_the_code(client, member):
     factories.MemberFactory(email="taken@example.com")
     signed_in(client, member)
+    # when: asking looks the same as for a free address
     response = client.post(reverse("portal:contact_change"), {"contact-login": "taken@example.com"})
-    assert response.status_code == 200 and not Message.objects.exists()
+    assert response.status_code == 302
+    # then: the code proves the address is held, and only then the refusal comes
+    response = client.post(reverse("portal:contact_confirm"), {"code": code_sent_to("taken@example.com")})
+    member.refresh_from_db()
+    assert response.status_code == 200 and "belongs to another member" in response.content.decode()
+    assert member.email != "taken@example.com"
+
+
+def test_a_confirmation_code_is_only_good_for_the_member_who_asked(client, member):
+    # given: another member asks to bind an address and gets its code
+    other = factories.MemberFactory()
+    signed_in(client, other)
+    client.post(reverse("portal:contact_change"), {"contact-login": "shared@example.com"})
+    code = code_sent_to("shared@example.com")
+    # when: this member tries that code for the same address
+    client.logout()
+    signed_in(client, member)
+    session = client.session
+    session["portal_bind"] = {"channel": "email", "value": "shared@example.com"}
+    session.save()
+    response = client.post(reverse("portal:contact_confirm"), {"code": code})
+    # then
+    member.refresh_from_db()
+    assert response.status_code == 200 and member.email != "shared@example.com"
+
+
+def test_registering_with_a_members_own_phone_signs_them_in(client, member):
+    response = client.post(
+        reverse("portal:register"), {"login": member.phone, "first_name": "Someone", "rules": "on"}
+    )
+    assert response.status_code == 302
+    client.post(reverse("portal:code"), {"code": code_sent_to(member.phone)})
+    assert client.session[SESSION_KEY] == member.pk
+    member.refresh_from_db()
+    assert member.first_name != "Someone"
+
+
+def test_receipt_pages_follow_purchase_time_so_late_receipts_are_not_skipped(member, shop):
+    from portal.services.account import receipts_page
+
+    now = timezone.now()
+    ids = []
+    for i, days in enumerate([1, 2, 3, 0]):
+        receipt = purchase(member, shop, f"R-{i}", "100")
+        receipt.__class__.objects.filter(pk=receipt.pk).update(purchased_at=now - dt.timedelta(days=days))
+        ids.append(receipt.pk)
+    late = purchase(member, shop, "R-late", "100")  # highest id, bought 10 days ago
+    late.__class__.objects.filter(pk=late.pk).update(purchased_at=now - dt.timedelta(days=10))
+    seen = []
+    before = None
+    while True:
+        page = receipts_page(member, before_id=before, limit=2)
+        if not page:
+            break
+        seen += [r.external_id for r in page]
+        before = page[-1].pk
+    assert seen == ["R-3", "R-0", "R-1", "R-2", "R-late"]
 
 
 # --- queries per page section -------------------------------------------------------------
@@ -409,3 +466,15 @@ def test_pages_cost_at_most_three_queries_per_section(
     # then: session + member, then at most three per section
     with django_assert_max_num_queries(2 + 3 * sections):
         assert client.get(reverse(f"portal:{name}")).status_code == 200
+
+
+def test_a_published_materials_image_is_served_and_a_draft_is_not(client, db):
+    from django.core.files.base import ContentFile
+
+    published = TargetedContent(title="Sale", published=True)
+    published.image.save("sale.png", ContentFile(b"\x89PNG\r\n\x1a\n..."), save=True)
+    draft = TargetedContent(title="Draft")
+    draft.image.save("draft.png", ContentFile(b"\x89PNG\r\n\x1a\n..."), save=True)
+    response = client.get(reverse("portal:content_image", args=[published.pk]))
+    assert response.status_code == 200 and b"".join(response.streaming_content).startswith(b"\x89PNG")
+    assert client.get(reverse("portal:content_image", args=[draft.pk])).status_code == 404
