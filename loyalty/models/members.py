@@ -62,9 +62,7 @@ class Status(models.Model):
         decimal_places=2,
         null=True,
         blank=True,
-        help_text=_(
-            "Purchases over the last year that earn this status; members see their progress to it."
-        ),
+        help_text=_("Purchases over the last year that earn this status; members see their progress to it."),
     )
 
     class Meta:
