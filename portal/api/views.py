@@ -12,7 +12,6 @@ import json
 
 from django.db import transaction
 from django.http import FileResponse, Http404
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from drf_spectacular.types import OpenApiTypes
@@ -26,20 +25,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from communications.models import (
-    DeviceToken,
     FeedbackMessage,
     FeedbackTopic,
     MailingCategory,
     UnsubscribeReason,
 )
 from communications.services import feedback as feedback_services
+from communications.services.devices import device_register, device_unregister
 from communications.services.subscriptions import category_set, channel_set, subscriptions_of
 from loyalty.api.problems import problem, problem_exception_handler
-from loyalty.models import Card, Member, MemberEvent, Receipt, RegistrationChannel
+from loyalty.models import Card, Member, Receipt, RegistrationChannel
 from loyalty.models.ledger import LedgerEntry
 from loyalty.services.cards import card_bind
 from loyalty.services.errors import DomainError
-from loyalty.services.events import event_record
 from loyalty.services.members import member_update
 from offers.models import PersonalProductProgram
 from offers.personal import picks_of, picks_set, program_products, programs_open
@@ -809,17 +807,8 @@ class Devices(MemberView):
     )
     def post(self, request):
         v = _valid(s.DeviceIn, request.data)
-        defaults = {
-            "member": self.member,
-            "active": True,
-            "registered_at": timezone.now(),
-            "retired_at": None,
-            "retired_reason": "",
-        }
-        if v["app"]:
-            defaults["app"] = v["app"]
-        device, created = DeviceToken.objects.update_or_create(
-            platform=v["platform"], token=v["token"], defaults=defaults
+        device, created = device_register(
+            member=self.member, platform=v["platform"], token=v["token"], app=v["app"] or ""
         )
         code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
         return Response(s.DeviceOut(device).data, status=code)
@@ -835,12 +824,8 @@ class DeviceDelete(MemberView):
         responses={204: None, **s.problems(401, 404)},
     )
     def delete(self, request, token: str):
-        devices = DeviceToken.objects.filter(member=self.member, token=token)
-        if not devices.exists():
+        if not device_unregister(member=self.member, token=token):
             raise Http404
-        devices.filter(active=True).update(
-            active=False, retired_at=timezone.now(), retired_reason="unregistered by the app"
-        )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -855,13 +840,8 @@ class Events(MemberView):
     )
     def post(self, request):
         v = _valid(s.EventIn, request.data)
-        member = self.member
-        with transaction.atomic():
-            if v["type"] == "app_installed":
-                # Two reports at once queue on the member row, so one event is recorded.
-                Member.objects.select_for_update().filter(pk=member.pk).values_list("pk", flat=True).first()
-                first = MemberEvent.objects.filter(member=member, event_type="app_installed").order_by("pk")
-                if first.exists():
-                    return Response(s.EventOut(first.first()).data, status=status.HTTP_200_OK)
-            event = event_record(event_type=v["type"], member=member, channel=CHANNEL, payload=v["payload"])
-        return Response(s.EventOut(event).data, status=status.HTTP_201_CREATED)
+        event, recorded = profile.app_event_report(
+            member=self.member, event_type=v["type"], payload=v["payload"], channel=CHANNEL
+        )
+        code = status.HTTP_201_CREATED if recorded else status.HTTP_200_OK
+        return Response(s.EventOut(event).data, status=code)
