@@ -72,9 +72,24 @@ def card_free_check(number: str, member: Member | None = None) -> Card:
     return card
 
 
+CARD_TRIES_PER_HOUR = 10
+
+
 def card_bind_by_number(*, member: Member, number: str) -> Card:
-    """Bind a card the member holds: only a card nobody has bound yet (or their own)."""
-    card = card_free_check(number, member)
+    """Bind a card the member holds: only a card nobody has bound yet (or their own).
+    Ten wrong numbers an hour and the member must wait, so free cards cannot be found
+    by trying numbers."""
+    from django.core.cache import cache
+
+    key = f"portal:card-tries:{member.pk}"
+    if cache.get(key, 0) >= CARD_TRIES_PER_HOUR:
+        raise ValidationError({"card_number": _("Too many wrong card numbers. Try again in an hour.")})
+    try:
+        card = card_free_check(number, member)
+    except ValidationError:
+        cache.add(key, 0, timeout=3600)
+        cache.incr(key)
+        raise
     try:
         return card_bind(card=card, member=member)
     except CardStateError as exc:

@@ -478,3 +478,17 @@ def test_a_published_materials_image_is_served_and_a_draft_is_not(client, db):
     response = client.get(reverse("portal:content_image", args=[published.pk]))
     assert response.status_code == 200 and b"".join(response.streaming_content).startswith(b"\x89PNG")
     assert client.get(reverse("portal:content_image", args=[draft.pk])).status_code == 404
+
+
+def test_trying_card_numbers_is_limited(client, member):
+    from django.core.cache import cache
+
+    cache.delete(f"portal:card-tries:{member.pk}")
+    free = Card.objects.create(number="7800000000025", state=CardState.ISSUED)
+    signed_in(client, member)
+    for i in range(10):
+        client.post(reverse("portal:card_bind"), {"card-card_number": f"78000000{i:05d}"})
+    response = client.post(reverse("portal:card_bind"), {"card-card_number": free.number})
+    free.refresh_from_db()
+    assert "Too many wrong card numbers" in response.content.decode() and free.member_id is None
+    cache.delete(f"portal:card-tries:{member.pk}")
