@@ -138,9 +138,7 @@ class PersonalProductProgram(models.Model):
 
     name = models.CharField(_("name"), max_length=200)
     description = models.TextField(_("description"), blank=True)
-    products = models.ManyToManyField(
-        "loyalty.Product", related_name="+", verbose_name=_("products offered")
-    )
+    products = models.ManyToManyField("loyalty.Product", related_name="+", verbose_name=_("products offered"))
     max_picks = models.PositiveSmallIntegerField(
         _("products a member picks"), default=3, help_text=_("How many products a member may choose.")
     )

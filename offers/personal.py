@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from loyalty.models import Member, Product
 from offers.models import PersonalProduct, PersonalProductProgram
@@ -56,7 +57,11 @@ def picks_set(
     if len(wanted) > program.max_picks:
         raise ValidationError(
             {
-                "products": _("Choose at most %(count)s products; %(chosen)s were chosen.")
+                "products": ngettext(
+                    "Choose at most %(count)s product; %(chosen)s were chosen.",
+                    "Choose at most %(count)s products; %(chosen)s were chosen.",
+                    program.max_picks,
+                )
                 % {"count": program.max_picks, "chosen": len(wanted)}
             }
         )

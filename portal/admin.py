@@ -13,9 +13,8 @@ from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from loyalty.admin.mixins import ReadOnlyAdminMixin
 from loyalty.models import Member
@@ -60,13 +59,14 @@ class TargetedContentForm(forms.ModelForm):
         cleaned = super().clean()
         if not cleaned.get("in_account") and not cleaned.get("in_app"):
             self.add_error(
-                "in_account", _t("Choose where it is shown: the personal account, the mobile app or both.")
+                "in_account",
+                gettext("Choose where it is shown: the personal account, the mobile app or both."),
             )
         if cleaned.get("link_label") and not cleaned.get("link"):
-            self.add_error("link", _t("Give the address the button leads to, or leave its label empty."))
+            self.add_error("link", gettext("Give the address the button leads to, or leave its label empty."))
         start, end = cleaned.get("shown_from"), cleaned.get("shown_until")
         if start and end and end <= start:
-            self.add_error("shown_until", _t("The end of the display must come after its start."))
+            self.add_error("shown_until", gettext("The end of the display must come after its start."))
         elif "lead_days" not in self.errors:
             draft = TargetedContent(
                 shown_from=start,
@@ -78,7 +78,7 @@ class TargetedContentForm(forms.ModelForm):
             if first and last and last <= first:
                 self.add_error(
                     "shown_from" if start else "lead_days",
-                    _t("The advertised offer ends before the display starts: nobody would see it."),
+                    gettext("The advertised offer ends before the display starts: nobody would see it."),
                 )
         return cleaned
 
@@ -136,12 +136,14 @@ class TargetedContentAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("placement"))
     def placement(self, obj):
-        places = [label for on, label in ((obj.in_account, _t("account")), (obj.in_app, _t("app"))) if on]
+        places = [
+            label for on, label in ((obj.in_account, gettext("account")), (obj.in_app, gettext("app"))) if on
+        ]
         return ", ".join(places) or "—"
 
     @admin.display(description=_("shown to"), ordering="audience__name")
     def shown_to(self, obj):
-        return obj.audience or _t("every member")
+        return obj.audience or gettext("every member")
 
     @admin.display(description=_("display window"))
     def display_window(self, obj):
@@ -151,14 +153,16 @@ class TargetedContentAdmin(admin.ModelAdmin):
     @admin.display(description=_("effective display window"))
     def effective_window(self, obj):
         if obj is None or obj.pk is None:
-            return _t("Shown after saving.")
+            return gettext("Shown after saving.")
         start, end = window(obj)
         parts = [
-            _t("from %(at)s") % {"at": local(start)} if start else _t("from publication"),
-            _t("until %(at)s") % {"at": local(end)} if end else _t("until unpublished"),
+            gettext("from %(at)s") % {"at": local(start)} if start else gettext("from publication"),
+            gettext("until %(at)s") % {"at": local(end)} if end else gettext("until unpublished"),
         ]
         derived = obj.offer_id and (obj.shown_from is None or obj.shown_until is None)
-        note = _t("Derived from the advertised offer where a date of its own is empty.") if derived else ""
+        note = (
+            gettext("Derived from the advertised offer where a date of its own is empty.") if derived else ""
+        )
         return format_html('{}<p class="help">{}</p>', " ".join(parts), note)
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -179,7 +183,7 @@ class TargetedContentAdmin(admin.ModelAdmin):
             "text": source.get("text") or "",
             # Only a web address becomes a link: an unsaved "javascript:" never runs here.
             "link": link if link.lower().startswith(("https://", "http://")) else "",
-            "link_label": source.get("link_label") or _t("More"),
+            "link_label": source.get("link_label") or gettext("More"),
             "image_url": image_url,
         }
 
@@ -238,10 +242,10 @@ class LoginCodeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("state"))
     def state(self, obj):
         if obj.used_at:
-            return _t("used")
+            return gettext("used")
         if obj.expires_at <= timezone.now():
-            return _t("expired")
-        return _t("valid")
+            return gettext("expired")
+        return gettext("valid")
 
 
 @admin.register(MemberToken)

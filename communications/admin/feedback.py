@@ -13,7 +13,7 @@ from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
@@ -55,7 +55,7 @@ class StatusFilter(admin.SimpleListFilter):
         counts = status_counts()
         waiting = sum(counts.get(s, 0) for s in OPEN)
         return [
-            ("open", _t("waiting for an operator (%(n)s)") % {"n": waiting}),
+            ("open", gettext("waiting for an operator (%(n)s)") % {"n": waiting}),
             *[(value, f"{label} ({counts.get(value, 0)})") for value, label in FeedbackStatus.choices],
         ]
 
@@ -124,7 +124,7 @@ class FeedbackForm(forms.ModelForm):
             "_answer" in self.data or cleaned.get("answer_attachment") or cleaned.get("answer_close")
         )
         if wants_answer and not text and "answer" not in self.errors:
-            self.add_error("answer", _t("Write the answer."))
+            self.add_error("answer", gettext("Write the answer."))
         try:
             attachment_check(cleaned.get("answer_attachment"))
         except ValidationError as exc:
@@ -165,7 +165,7 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     def changelist_view(self, request, extra_context=None):
         new = status_counts().get(FeedbackStatus.NEW, 0)
-        title = _t("Feedback: %(new)s new") % {"new": new} if new else _t("Feedback: nothing new")
+        title = gettext("Feedback: %(new)s new") % {"new": new} if new else gettext("Feedback: nothing new")
         return super().changelist_view(request, {"title": title, **(extra_context or {})})
 
     @admin.display(description=_("member"), ordering="member")
@@ -190,7 +190,7 @@ class FeedbackAdmin(admin.ModelAdmin):
 
     def response_change(self, request, obj):
         if getattr(request, "_feedback_answered", False):
-            messages.success(request, _t("The answer is sent; the member is notified."))
+            messages.success(request, gettext("The answer is sent; the member is notified."))
             return HttpResponseRedirect(reverse("admin:communications_feedback_change", args=[obj.pk]))
         return super().response_change(request, obj)
 
@@ -246,7 +246,7 @@ class FeedbackAdmin(admin.ModelAdmin):
             messages.success(request, self.DONE[action])
         else:
             messages.warning(
-                request, _t("The thread is %(status)s now.") % {"status": feedback.get_status_display()}
+                request, gettext("The thread is %(status)s now.") % {"status": feedback.get_status_display()}
             )
         return redirect(reverse("admin:communications_feedback_change", args=[pk]))
 

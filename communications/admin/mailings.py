@@ -14,7 +14,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_POST
 
@@ -117,7 +117,7 @@ class MailingAdmin(admin.ModelAdmin):
         if obj.schedule == "at" and obj.send_at:
             return timezone.localtime(obj.send_at).strftime("%Y-%m-%d %H:%M")
         if obj.schedule == "local" and obj.local_date:
-            return _t("%(date)s %(time)s local") % {"date": obj.local_date, "time": obj.local_time}
+            return gettext("%(date)s %(time)s local") % {"date": obj.local_date, "time": obj.local_time}
         return obj.get_schedule_display()
 
     @admin.display(description=_("preview"))
@@ -135,7 +135,7 @@ class MailingAdmin(admin.ModelAdmin):
         body = content.get("text") or content.get("body") or ""
         extra = ""
         if "sms" in data:
-            extra = _t("%(n)s characters, %(enc)s, %(segments)s segment(s)") % {
+            extra = gettext("%(n)s characters, %(enc)s, %(segments)s segment(s)") % {
                 "n": data["sms"]["characters"],
                 "enc": data["sms"]["encoding"],
                 "segments": data["sms"]["segments"],
@@ -145,34 +145,38 @@ class MailingAdmin(admin.ModelAdmin):
             '<p class="help">{} {} · <a href="{}">{}</a></p></div>',
             head,
             body[:1000],
-            _t("With the data of %(member)s.") % {"member": member} if member else _t("With example values."),
+            gettext("With the data of %(member)s.") % {"member": member}
+            if member
+            else gettext("With example values."),
             extra,
             reverse("admin:communications_messagetemplate_change", args=[obj.template_id]),
-            _t("Open the template (phone and desktop preview)"),
+            gettext("Open the template (phone and desktop preview)"),
         )
 
     @admin.display(description=_("preliminary cost"))
     def estimate_view(self, obj):
         e = obj.estimate if obj else {}
         if not e:
-            return _t("Not estimated yet: press “Estimate the cost”.")
+            return gettext("Not estimated yet: press “Estimate the cost”.")
         rows = [
-            (_t("audience"), number_format(e["audience"], force_grouping=True)),
-            (_t("control group"), number_format(e["control"], force_grouping=True)),
+            (gettext("audience"), number_format(e["audience"], force_grouping=True)),
+            (gettext("control group"), number_format(e["control"], force_grouping=True)),
             (
-                _t("unreachable (no consent, contact or suppressed)"),
+                gettext("unreachable (no consent, contact or suppressed)"),
                 number_format(e["unreachable"], force_grouping=True),
             ),
-            (_t("messages"), number_format(e["reachable"], force_grouping=True)),
-            (_t("SMS segments per message"), e.get("segments", "1")),
-            (_t("price per message"), money(e["price"])),
-            (_t("cost"), money(e["cost"])),
-            (_t("gateway"), e.get("gateway", "")),
+            (gettext("messages"), number_format(e["reachable"], force_grouping=True)),
+            (gettext("SMS segments per message"), e.get("segments", "1")),
+            (gettext("price per message"), money(e["price"])),
+            (gettext("cost"), money(e["cost"])),
+            (gettext("gateway"), e.get("gateway", "")),
         ]
         table = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows)
         at = timezone.localtime(dt.datetime.fromisoformat(e["at"])).strftime("%Y-%m-%d %H:%M")
         return format_html(
-            '<table class="estimate">{}</table><p class="help">{}</p>', table, _t("as of %(at)s") % {"at": at}
+            '<table class="estimate">{}</table><p class="help">{}</p>',
+            table,
+            gettext("as of %(at)s") % {"at": at},
         )
 
     @admin.display(description=_("progress"))
@@ -182,9 +186,10 @@ class MailingAdmin(admin.ModelAdmin):
             '<progress max="100" value="{}"></progress> {}% · {} <a href="{}">{}</a>',
             report["progress"],
             report["progress"],
-            _t("sent %(sent)s, delivered %(delivered)s, failed %(failed)s, waiting %(waiting)s") % report,
+            gettext("sent %(sent)s, delivered %(delivered)s, failed %(failed)s, waiting %(waiting)s")
+            % report,
             reverse("admin:communications_mailing_report", args=[obj.pk]),
-            _t("Report"),
+            gettext("Report"),
         )
 
     # --- lifecycle buttons ---------------------------------------------------------------------
@@ -239,9 +244,11 @@ class MailingAdmin(admin.ModelAdmin):
             messages.error(request, str(exc))
         else:
             if sent:
-                messages.success(request, _t("The test message went to %(n)s watcher(s).") % {"n": len(sent)})
+                messages.success(
+                    request, gettext("The test message went to %(n)s watcher(s).") % {"n": len(sent)}
+                )
             else:
-                messages.warning(request, _t("No active watcher has an address on this channel."))
+                messages.warning(request, gettext("No active watcher has an address on this channel."))
         return redirect(reverse("admin:communications_mailing_change", args=[mailing.pk]))
 
     def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
@@ -253,19 +260,19 @@ class MailingAdmin(admin.ModelAdmin):
             context["mailing_actions"] = [
                 (name, label, reverse("admin:communications_mailing_action", args=[obj.pk, name]))
                 for name, label, allowed in [
-                    ("estimate", _t("Estimate the cost"), obj.status == MailingStatus.DRAFT),
-                    ("test", _t("Send a test to watchers"), True),
-                    ("launch", _t("Launch"), obj.status == MailingStatus.DRAFT),
+                    ("estimate", gettext("Estimate the cost"), obj.status == MailingStatus.DRAFT),
+                    ("test", gettext("Send a test to watchers"), True),
+                    ("launch", gettext("Launch"), obj.status == MailingStatus.DRAFT),
                     (
                         "pause",
-                        _t("Pause"),
+                        gettext("Pause"),
                         obj.status
                         in (MailingStatus.SENDING, MailingStatus.SCHEDULED, MailingStatus.PREPARING),
                     ),
-                    ("resume", _t("Resume"), obj.status == MailingStatus.PAUSED),
+                    ("resume", gettext("Resume"), obj.status == MailingStatus.PAUSED),
                     (
                         "cancel",
-                        _t("Cancel"),
+                        gettext("Cancel"),
                         obj.status not in (MailingStatus.DONE, MailingStatus.CANCELLED, MailingStatus.DRAFT),
                     ),
                 ]
@@ -288,7 +295,7 @@ class MailingAdmin(admin.ModelAdmin):
         ]
         context = {
             **self.admin_site.each_context(request),
-            "title": _t("Report: %(name)s") % {"name": mailing.name},
+            "title": gettext("Report: %(name)s") % {"name": mailing.name},
             "mailing": mailing,
             "report": report,
             "cost": money(report["cost"]),
@@ -329,7 +336,7 @@ class MailingAdmin(admin.ModelAdmin):
         next_month = (first + dt.timedelta(days=32)).replace(day=1)
         context = {
             **self.admin_site.each_context(request),
-            "title": _t("Mailing calendar"),
+            "title": gettext("Mailing calendar"),
             "month": first,
             "weeks": weeks,
             "weekdays": [calendar.day_abbr[i] for i in range(7)],

@@ -8,9 +8,8 @@ from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
 
 from communications.models import CHANNEL_PARTS, MessageTemplate, Watcher
 from communications.models.templates import LITERAL_PARTS
@@ -128,7 +127,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
     def preview_view(self, request):
         """Render the form's current fields (unsaved edits included) for a member."""
         if not self.has_view_permission(request):
-            return JsonResponse({"error": _t("Not allowed.")}, status=403)
+            return JsonResponse({"error": gettext("Not allowed.")}, status=403)
         data = request.POST if request.method == "POST" else request.GET
         template = MessageTemplate(
             channel=data.get("channel") or "sms",
@@ -142,7 +141,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
         out["errors"] = {field: [str(e) for e in errs] for field, errs in errors.items()}
         out["member"] = str(member) if member else ""
         if data.get("member") and member is None:
-            out["errors"]["member"] = [_t("No member found by this id, phone, email or card number.")]
+            out["errors"]["member"] = [gettext("No member found by this id, phone, email or card number.")]
         return JsonResponse(out)
 
     def test_view(self, request, pk):
@@ -161,7 +160,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
             else:
                 if not sent:
                     form.add_error(
-                        "watchers", _t("None of the chosen watchers has an address on this channel.")
+                        "watchers", gettext("None of the chosen watchers has an address on this channel.")
                     )
                 else:
                     messages.success(
@@ -176,7 +175,7 @@ class MessageTemplateAdmin(admin.ModelAdmin):
                     return redirect(reverse("admin:communications_messagetemplate_change", args=[pk]))
         context = {
             **self.admin_site.each_context(request),
-            "title": _t("Send a test of %(template)s") % {"template": template},
+            "title": gettext("Send a test of %(template)s") % {"template": template},
             "object": template,
             "form": form,
             "opts": self.model._meta,
@@ -200,7 +199,7 @@ class TemplateTestForm(forms.Form):
         value = self.cleaned_data["member"]
         self.cleaned_data["member_obj"] = member_lookup(value)
         if value and self.cleaned_data["member_obj"] is None:
-            raise ValidationError(_t("No member found by this id, phone, email or card number."))
+            raise ValidationError(gettext("No member found by this id, phone, email or card number."))
         return value
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 
@@ -21,7 +22,7 @@ class FeedbackTopic(models.Model):
         verbose_name_plural = _("feedback topics")
 
     def __str__(self) -> str:
-        return self.name
+        return gettext(self.name)  # a seeded entry in the viewer's language (communications.defaults)
 
 
 class FeedbackStatus(models.TextChoices):

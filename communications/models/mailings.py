@@ -5,6 +5,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from gateways.models import CHANNEL_CHOICES
@@ -57,7 +58,7 @@ class UnsubscribeReason(models.Model):
         verbose_name_plural = _("unsubscribe reasons")
 
     def __str__(self) -> str:
-        return self.text
+        return gettext(self.text)  # a seeded entry in the viewer's language (communications.defaults)
 
 
 class CategoryOptOut(models.Model):

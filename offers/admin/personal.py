@@ -6,7 +6,7 @@ from django.contrib import admin
 from django.db.models import Count
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from offers.models import PersonalProduct, PersonalProductProgram
@@ -23,9 +23,9 @@ class PersonalProductProgramForm(forms.ModelForm):
         cleaned = super().clean()
         starts, ends = cleaned.get("starts_at"), cleaned.get("ends_at")
         if starts and ends and ends <= starts:
-            self.add_error("ends_at", _t("The period must end after it starts."))
+            self.add_error("ends_at", gettext("The period must end after it starts."))
         if cleaned.get("max_picks") is not None and cleaned["max_picks"] < 1:
-            self.add_error("max_picks", _t("A member picks at least one product."))
+            self.add_error("max_picks", gettext("A member picks at least one product."))
         return cleaned
 
 
@@ -74,7 +74,7 @@ class PersonalProductProgramAdmin(admin.ModelAdmin):
         picks = PersonalProduct.objects.filter(program=obj)
         members = picks.values("member").distinct().count()
         if not members:
-            return _t("Nobody has picked yet.")
+            return gettext("Nobody has picked yet.")
         top = (
             picks.values("product__name", "product__sku")
             .annotate(n=Count("member", distinct=True))
@@ -88,8 +88,8 @@ class PersonalProductProgramAdmin(admin.ModelAdmin):
         return format_html(
             '<p>{}</p><table class="picks-top"><thead><tr><th>{}</th><th>{}</th></tr></thead>'
             "<tbody>{}</tbody></table>",
-            _t("Members who picked: %(n)s.") % {"n": members},
-            _t("most picked products"),
-            _t("members"),
+            gettext("Members who picked: %(n)s.") % {"n": members},
+            gettext("most picked products"),
+            gettext("members"),
             rows,
         )

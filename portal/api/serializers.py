@@ -557,7 +557,7 @@ class SubscriptionsIn(serializers.Serializer):
 
 class ReasonOut(serializers.Serializer):
     id = serializers.IntegerField()
-    text = serializers.CharField()
+    text = serializers.CharField(source="__str__")  # a seeded reason in the member's language
 
     class Meta:
         ref_name = "MemberReason"
@@ -566,7 +566,7 @@ class ReasonOut(serializers.Serializer):
 # --- feedback ---------------------------------------------------------------------------
 class TopicOut(serializers.Serializer):
     id = serializers.IntegerField()
-    name = serializers.CharField()
+    name = serializers.CharField(source="__str__")  # a seeded topic in the member's language
 
     class Meta:
         ref_name = "MemberTopic"

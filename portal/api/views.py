@@ -145,8 +145,10 @@ def _int_param(request, name: str, default: int | None, *, low: int, high: int |
         value = int(raw)
     except ValueError:
         raise ValidationError({name: [_("A whole number.")]}) from None
-    if value < low or (high is not None and value > high):
+    if high is not None and not low <= value <= high:
         raise ValidationError({name: [_("Between %(low)s and %(high)s.") % {"low": low, "high": high}]})
+    if value < low:
+        raise ValidationError({name: [_("At least %(low)s.") % {"low": low}]})
     return value
 
 

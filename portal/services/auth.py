@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 
 from loyalty.models import Member, MemberState
 from loyalty.services.contacts import email_parse, phone_parse
@@ -229,7 +229,10 @@ def code_verify(
         left = config("CODE_ATTEMPTS") - login.attempts
         if left <= 0:
             raise CodeInvalid(_("Wrong code. Too many wrong codes were entered; ask for a new one."))
-        raise CodeInvalid(_("Wrong code. %(left)s tries left.") % {"left": left})
+        raise CodeInvalid(
+            ngettext("Wrong code. %(left)s try left.", "Wrong code. %(left)s tries left.", left)
+            % {"left": left}
+        )
     return login
 
 
