@@ -342,21 +342,24 @@ def personal_offers(request):
 def personal_products(request):
     member = request.member
     programs = personal.programs_open()
+    submitted: dict[int, set[int]] = {}  # a refused choice is shown as it was ticked
     if request.method == "POST":
         program = next((p for p in programs if str(p.pk) == request.POST.get("program")), None)
         if program is None:
             raise Http404
+        chosen = request.POST.getlist("products")
         try:
-            personal.picks_set(member=member, program=program, product_ids=request.POST.getlist("products"))
+            personal.picks_set(member=member, program=program, product_ids=chosen)
         except ValidationError as exc:
             for error in exc.messages:
                 messages.error(request, error)
+            submitted = {program.pk: {int(pk) for pk in chosen if pk.isdigit()}}
         except ValueError:
             messages.error(request, _("Choose products from the list."))
         else:
             messages.success(request, _("Your choice is saved."))
             return redirect("portal:products")
-    picks = personal.picks_of(member, programs)
+    picks = {**personal.picks_of(member, programs), **submitted}
     lists = [(p, personal.program_products(p), picks.get(p.pk, set())) for p in programs]
     return render(request, "portal/products.html", {"section": "products", "lists": lists})
 
