@@ -492,3 +492,41 @@ def test_trying_card_numbers_is_limited(client, member):
     free.refresh_from_db()
     assert "Too many wrong card numbers" in response.content.decode() and free.member_id is None
     cache.delete(f"portal:card-tries:{member.pk}")
+
+
+@pytest.mark.parametrize(
+    "page,sections",
+    [
+        ("movements", 1),  # the ledger movements with their reasons
+        ("receipt", 1),  # one receipt with its lines and what it earned
+        ("thread", 1),  # one support thread with its messages
+        ("products", 2),  # each open list: its products and the member's picks
+        ("profile", 3),  # details and contacts, the questionnaire, cards and password
+    ],
+)
+def test_detail_pages_cost_at_most_three_queries_per_section(
+    client, member, shop, page, sections, django_assert_max_num_queries
+):
+    # given
+    now = timezone.now()
+    receipts = [purchase(member, shop, f"R-{i}", "100", bonus="5") for i in range(10)]
+    thread = feedback_open(member=member, topic=None, subject="Q", text="text")
+    for i in range(5):
+        feedback_answer(feedback=thread, operator=None, text=f"answer {i}")
+    for n in range(2):
+        program = PersonalProductProgram.objects.create(
+            name=f"List {n}", max_picks=2, starts_at=now, ends_at=now + dt.timedelta(days=9)
+        )
+        program.products.set([factories.ProductFactory() for _ in range(6)])
+    url = {
+        "movements": reverse("portal:history") + "?tab=movements",
+        "receipt": reverse("portal:receipt", args=[receipts[3].pk]),
+        "thread": reverse("portal:feedback_thread", args=[thread.pk]),
+        "products": reverse("portal:products"),
+        "profile": reverse("portal:profile"),
+    }[page]
+    signed_in(client, member)
+    client.get(url)  # warm per-process caches
+    # then: session + member, then at most three per section
+    with django_assert_max_num_queries(2 + 3 * sections):
+        assert client.get(url).status_code == 200
