@@ -646,6 +646,13 @@ class FeedbackMessageIn(serializers.Serializer):
 
 
 # --- devices and events -----------------------------------------------------------------
+class DeviceTokenIn(serializers.Serializer):
+    token = serializers.CharField(max_length=512)
+
+    class Meta:
+        ref_name = "MemberDeviceTokenIn"
+
+
 class DeviceIn(serializers.Serializer):
     platform = serializers.ChoiceField(choices=DevicePlatform.choices)
     token = serializers.CharField(max_length=512)

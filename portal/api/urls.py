@@ -41,6 +41,6 @@ urlpatterns = [
         name="feedback-attachment",
     ),
     path("devices", views.Devices.as_view(), name="devices"),
-    path("devices/<str:token>", views.DeviceDelete.as_view(), name="device"),
+    path("devices/unregister", views.DeviceUnregister.as_view(), name="device-unregister"),
     path("events", views.Events.as_view(), name="events"),
 ]

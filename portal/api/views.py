@@ -122,11 +122,6 @@ def _page(name: str, description: str, high: int | None = None) -> OpenApiParame
     return OpenApiParameter(name, schema, description=description)
 
 
-DEVICE_TOKEN = OpenApiParameter(
-    "token", {"type": "string", "pattern": "^[^/]+$"}, OpenApiParameter.PATH, description="The push token."
-)
-
-
 def _valid(serializer_class, data, **kwargs) -> dict:
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
@@ -816,17 +811,18 @@ class Devices(MemberView):
         return Response(s.DeviceOut(device).data, status=code)
 
 
-class DeviceDelete(MemberView):
+class DeviceUnregister(MemberView):
     @extend_schema(
         tags=TAG,
         operation_id="member_device_unregister",
-        parameters=[DEVICE_TOKEN],
         summary="Stop pushes to a device (on signing out in the app)",
-        request=None,
-        responses={204: None, **s.problems(401, 404)},
+        description="The token travels in the body, never in the URL (URLs end up in access logs).",
+        request=s.DeviceTokenIn,
+        responses={204: None, **s.problems(400, 401, 404)},
     )
-    def delete(self, request, token: str):
-        if not device_unregister(member=self.member, token=token):
+    def post(self, request):
+        v = _valid(s.DeviceTokenIn, request.data)
+        if not device_unregister(member=self.member, token=v["token"]):
             raise Http404
         return Response(status=status.HTTP_204_NO_CONTENT)
 
