@@ -2,8 +2,6 @@
 strings; point of sale, card and payment method are named by their codes."""
 
 import datetime as dt
-import json
-import math
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,6 +12,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from loyalty import refcache
+from loyalty.api.fields import JsonObjectField
 from loyalty.events import PURCHASE, event_types
 from loyalty.models import CardKind, ContactChannel, Gender, MemberState, PaymentMethod, ReceiptState
 
@@ -476,7 +475,7 @@ class EventIn(serializers.Serializer):
         required=False,
         help_text=gettext_lazy("When it happened (since 2000, at most a day ahead); now if left out."),
     )
-    payload = serializers.DictField(required=False, default=dict)
+    payload = JsonObjectField(required=False, default=dict, max_bytes=MAX_PAYLOAD_BYTES)
 
     class Meta:
         ref_name = "PosEventIn"
@@ -490,35 +489,10 @@ class EventIn(serializers.Serializer):
         super().__init__(*args, **kwargs)
         self.fields["event_type"].choices = reportable_event_types()
 
-    def validate_payload(self, value):
-        _payload_check(value)
-        if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_PAYLOAD_BYTES:
-            raise serializers.ValidationError(
-                _("At most %(size)d bytes of details.") % {"size": MAX_PAYLOAD_BYTES}
-            )
-        return value
-
     def validate(self, attrs):
         if not attrs.get("card") and not attrs.get("phone"):
             raise serializers.ValidationError({"card": [_("Name the member by card or by phone.")]})
         return attrs
-
-
-def _payload_check(value, depth: int = 0) -> None:
-    """Plain JSON the journal can store: no NUL characters, finite numbers, not too deep."""
-    if depth > 10:
-        raise serializers.ValidationError(_("The details are nested too deeply."))
-    if isinstance(value, str) and "\x00" in value:
-        raise serializers.ValidationError(_("Null characters are not allowed."))
-    if isinstance(value, float) and not math.isfinite(value):
-        raise serializers.ValidationError(_("Numbers must be finite."))
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _payload_check(key, depth + 1)
-            _payload_check(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _payload_check(item, depth + 1)
 
 
 class EventOut(serializers.Serializer):

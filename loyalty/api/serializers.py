@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from loyalty.api.fields import JsonObjectField
 from loyalty.events import event_types
 from loyalty.models import Card, ContactChannel, Gender, LedgerEntry, Member, RegistrationChannel
 
@@ -161,7 +162,7 @@ class EventIn(serializers.Serializer):
     occurred_at = serializers.DateTimeField(required=False)
     point_of_sale = serializers.SlugField(required=False)
     channel = serializers.CharField(max_length=32, required=False, allow_blank=True)
-    payload = serializers.DictField(required=False)
+    payload = JsonObjectField(required=False, max_bytes=65536)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -2,8 +2,6 @@
 services decide the rules. Outputs are plain serializers over what the services return,
 so the schema describes exactly what the app receives."""
 
-import json
-
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.urls import reverse
@@ -12,6 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from communications.models.delivery import DevicePlatform
+from loyalty.api.fields import JsonObjectField
 from loyalty.models import CardKind, ContactChannel, Gender
 from portal.models import CodePurpose
 from portal.services.auth import address_parse
@@ -29,33 +28,6 @@ APP_EVENTS = (
 
 def _money(**kwargs) -> serializers.DecimalField:
     return serializers.DecimalField(max_digits=14, decimal_places=2, **kwargs)
-
-
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
-
-
-class JsonObjectField(serializers.DictField):
-    """A JSON object stored as it is (event payload, custom field answers): at most
-    ``max_bytes`` as JSON, and no NUL character anywhere, which PostgreSQL's jsonb refuses."""
-
-    def __init__(self, *, max_bytes: int = 8192, **kwargs):
-        self.max_bytes = max_bytes
-        super().__init__(**kwargs)
-
-    def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        if _has_nul(value):
-            raise serializers.ValidationError(_("Text must not contain NUL characters."))
-        if len(json.dumps(value, ensure_ascii=False, default=str).encode()) > self.max_bytes:
-            raise serializers.ValidationError(_("At most %(n)s bytes as JSON.") % {"n": self.max_bytes})
-        return value
 
 
 # --- problems -------------------------------------------------------------------------

@@ -82,6 +82,13 @@ def test_report_event(api):
     assert response.status_code == 201
     bad = api.post("/api/v1/events/", {"event_type": "nonsense", "member": member["id"]}, format="json")
     assert bad.status_code == 400 and "event_type" in bad.json()["errors"]
+    # details PostgreSQL's jsonb cannot store are refused, naming the field
+    nul = api.post(
+        "/api/v1/events/",
+        {"event_type": "social_activity", "member": member["id"], "payload": {"text": "a\u0000b"}},
+        format="json",
+    )
+    assert nul.status_code == 400 and "payload" in nul.json()["errors"]
 
 
 def test_api_needs_the_api_role(db):
