@@ -264,14 +264,6 @@ def _me(member: Member) -> dict:
     return s.MeOut(data).data
 
 
-def _custom_fields_merged(member: Member, submitted: dict) -> dict:
-    """The member's answers with ``submitted`` over them. Only active fields are kept:
-    ``member_update`` validates the whole set against the active fields."""
-    active = {field.code for field in profile.questionnaire_fields()}
-    kept = {code: value for code, value in member.custom_fields.items() if code in active}
-    return {**kept, **submitted}
-
-
 class Me(MemberView):
     @extend_schema(
         tags=TAG,
@@ -292,10 +284,11 @@ class Me(MemberView):
     )
     def patch(self, request):
         changes = dict(_valid(s.ProfileIn, request.data))
-        member = self.member
-        if "custom_fields" in changes:
-            changes["custom_fields"] = _custom_fields_merged(member, changes["custom_fields"])
-        member = member_update(member=member, channel=CHANNEL, **changes)
+        answers = changes.pop("custom_fields", None)
+        with transaction.atomic():
+            member = member_update(member=self.member, channel=CHANNEL, **changes) if changes else self.member
+            if answers is not None:
+                member = profile.answers_save(member=member, values=answers)
         return Response(_me(member))
 
 

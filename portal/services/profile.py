@@ -36,14 +36,20 @@ def questionnaire_fields() -> list[CustomField]:
     return list(CustomField.objects.filter(active=True).order_by("order", "pk"))
 
 
-@transaction.atomic
-def questionnaire_submit(*, member: Member, values: dict[str, Any], channel: str) -> bool:
-    """Save the questionnaire's answers (all required fields must be filled); answers to
-    fields since retired are kept. Records ``questionnaire_filled`` the first time it is
-    complete; returns whether it did."""
-    clean = custom_fields_clean(values, require=True)
+def answers_save(*, member: Member, values: dict[str, Any], require: bool = False) -> Member:
+    """Merge answers to the managed field set into the member's; answers to fields since
+    retired are kept as they were."""
+    clean = custom_fields_clean(values, require=require)
     member.custom_fields = {**member.custom_fields, **clean}
     member.save(update_fields=["custom_fields", "updated_at"])
+    return member
+
+
+@transaction.atomic
+def questionnaire_submit(*, member: Member, values: dict[str, Any], channel: str) -> bool:
+    """Save the questionnaire's answers (all required fields must be filled). Records
+    ``questionnaire_filled`` the first time it is complete; returns whether it did."""
+    answers_save(member=member, values=values, require=True)
     if MemberEvent.objects.filter(member=member, event_type="questionnaire_filled").exists():
         return False
     event_record(member=member, event_type="questionnaire_filled", channel=channel)

@@ -358,6 +358,15 @@ def test_patch_changes_the_profile_and_keeps_other_answers(anna, app):
     assert anna.custom_fields == {"shoe": "38", "pet": "cat"}
 
 
+def test_an_answer_to_a_retired_field_survives_a_patch(anna, app):
+    CustomField.objects.create(code="old", label="Old", kind="text", active=False)
+    CustomField.objects.create(code="pet", label="Pet", kind="text")
+    Member.objects.filter(pk=anna.pk).update(custom_fields={"old": "kept"})
+    response = app.patch(ME, {"custom_fields": {"pet": "cat"}}, format="json")
+    anna.refresh_from_db()
+    assert response.status_code == 200 and anna.custom_fields == {"old": "kept", "pet": "cat"}
+
+
 def test_patch_refuses_contacts_and_unknown_custom_fields(anna, app):
     CustomField.objects.create(code="old", label="Old", kind="text", active=False)
     phone = app.patch(ME, {"phone": "+79160000001"}, format="json")
