@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 
+from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
@@ -43,6 +44,11 @@ class Command(BaseCommand):
         url = f"http://{host}:{port}/admin/"
         self.stdout.write(self.style.SUCCESS(f"\nBack office: {url}"))
         self.stdout.write(f"API docs:    http://{host}:{port}/api/docs/")
+        if apps.is_installed("portal"):
+            self.stdout.write(
+                f"Personal account: http://{host}:{port}/account/ (demo member: +7 900 000-00-01; "
+                f"the sign-in code arrives in {settings.OUTBOX_DIR}/sms/)"
+            )
         self.stdout.write("Logins (user / password / role):")
         for username, role, _superuser in DEMO_USERS:
             self.stdout.write(f"  {username:<10} {demo_password(username):<16} {role}")
