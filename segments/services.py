@@ -177,12 +177,50 @@ def _score_sql(column: str, cutoffs: list, *, higher_is_better: bool) -> str:
     return f"CASE {whens} ELSE 1 END"
 
 
-def _rank_score_sql(rank: str) -> str:
-    """Fifths by rank (``rank`` among ``n`` scored members): the lowest value scores 1, the
-    highest 5; equal values share a rank and so a score (NTILE would split them), so the
-    many one-receipt buyers all score 1. Integer arithmetic only, so SQLite and
-    PostgreSQL agree (their casts round differently)."""
-    return f"(CASE WHEN {rank} = n THEN 5 ELSE 1 + (5 * ({rank} - 1)) / (n - 1) END)"
+def rank_positions(n: int) -> list[int]:
+    """Scoring by rank fifths: a member's score is ``1 + 5 * less / (n - 1)`` (at most 5),
+    where ``less`` is how many of the ``n`` scored members have a lower value, so equal
+    values share a score (NTILE would split them) and the many one-receipt buyers all
+    score 1. A score reaches ``k`` exactly when ``less >= ceil((k - 1)(n - 1) / 5)``, that
+    is when the value is above the value at that 1-based position of the ascending order.
+    Returns those four positions (for scores 2 to 5); 0 means every member reaches it."""
+    return [-(-((k - 1) * (n - 1)) // 5) for k in range(2, 6)]
+
+
+def _order_statistics(cur, table: str, columns: list[str], positions: list[int]) -> dict[str, list]:
+    """For each column of ``table``, its values at the 1-based ``positions`` of the
+    ascending order. PostgreSQL sorts each column once (``percentile_disc`` at fractions
+    that land on those positions); elsewhere one ordered lookup per position."""
+    wanted = [p for p in positions if p > 0]
+    if not wanted:
+        return {c: [] for c in columns}
+    if connection.vendor == "postgresql":
+        cur.execute("SELECT COUNT(*) FROM " + table)
+        (n,) = cur.fetchone()
+        fractions = [(p - 0.5) / n for p in wanted]  # ceil(fraction * n) == p
+        cur.execute(
+            "SELECT "
+            + ", ".join(f"percentile_disc(%s::float8[]) WITHIN GROUP (ORDER BY {c})" for c in columns)
+            + f" FROM {table}",
+            [fractions] * len(columns),
+        )
+        return dict(zip(columns, cur.fetchone(), strict=True))
+    out: dict[str, list] = {}
+    for column in columns:
+        values = []
+        for p in wanted:
+            cur.execute(f"SELECT {column} FROM {table} ORDER BY {column} LIMIT 1 OFFSET %s", [p - 1])
+            values.append(cur.fetchone()[0])
+        out[column] = values
+    return out
+
+
+def _rank_score(column: str, positions: list[int], values: list) -> tuple[str, list]:
+    """``1 + (how many of the positions' values the column is above)``; see
+    ``rank_positions``."""
+    always = sum(1 for p in positions if p <= 0)
+    terms = [f"(CASE WHEN {column} > %s THEN 1 ELSE 0 END)" for _value in values]
+    return "(" + " + ".join([str(1 + always), *terms]) + ")", list(values)
 
 
 @dataclass
@@ -198,15 +236,21 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
     """Score every member who bought in the window, in SQL: recency, frequency and
     monetary value per member (from the per-member purchase figures when the window is
     one they keep, else aggregated from the receipts), scores by rank fifths or the
-    marketer's cut-offs, the named segment from the R×F map. Only rows whose values
-    changed are rewritten. Moves between segments go to the change history and the
-    member event journal."""
+    marketer's cut-offs, the named segment from the R×F map.
+
+    Set-wise in a few passes over the scored members: the figures go to a temporary
+    table; rank fifths need only four values of each measure's order (one sort each,
+    no window over every row); one join with the current scores keeps only what changed
+    (new, changed, no longer scored), and only those rows are written. Moves between
+    segments go to the change history and the member event journal. Runs one at a time
+    (a transaction-scoped advisory lock on PostgreSQL)."""
     from segments.models import STATS_WINDOWS, MemberPurchaseStats
 
     started = time.perf_counter()
     now = now or timezone.now()
     cfg = RFMSettings.current()
     at = connection.ops.adapt_datetimefield_value(now)
+    postgres = connection.vendor == "postgresql"
     if cfg.window_days in STATS_WINDOWS:
         w = cfg.window_days
         source = (
@@ -222,84 +266,90 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
         )
         start = connection.ops.adapt_datetimefield_value(now - dt.timedelta(days=cfg.window_days))
         source_params = [ReceiptKind.SALE, ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED, start, at]
-    if cfg.method == RFMSettings.Method.THRESHOLDS:
-        if connection.vendor == "postgresql":
-            recency = "FLOOR(EXTRACT(EPOCH FROM (CAST(%s AS timestamptz) - last_at)) / 86400)"
-        else:
-            recency = "CAST(julianday(%s) - julianday(last_at) AS INTEGER)"
-        r_sql = _score_sql(f"({recency})", cfg.recency_days, higher_is_better=False)
-        f_sql = _score_sql("frequency", cfg.frequency, higher_is_better=True)
-        m_sql = _score_sql("monetary", cfg.monetary, higher_is_better=True)
-        score_params = [at] * 4  # the recency expression appears once per cut-off
-    else:
-        r_sql = _rank_score_sql("r_rank")  # the most recent buyers score 5
-        f_sql = _rank_score_sql("f_rank")
-        m_sql = _rank_score_sql("m_rank")
-        score_params = []
     rfm, change, event = MemberRFM._meta.db_table, RFMChange._meta.db_table, MemberEvent._meta.db_table
     with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
-            # Three sorts of every scored member: let them happen in memory, for this run only.
+        if postgres:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext('segments.rfm_recompute'))")
+            # Sorts and joins over every scored member: in memory, for this run only.
             cur.execute("SET LOCAL work_mem = '256MB'")
-        cur.execute("DROP TABLE IF EXISTS rfm_new")
+        for table in ("rfm_src", "rfm_new"):
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
+        cur.execute(f"CREATE TEMP TABLE rfm_src AS {source}", source_params)
+        if postgres:
+            cur.execute("ANALYZE rfm_src")
+        if cfg.method == RFMSettings.Method.THRESHOLDS:
+            if postgres:
+                recency = "FLOOR(EXTRACT(EPOCH FROM (CAST(%s AS timestamptz) - last_at)) / 86400)"
+            else:
+                recency = "CAST(julianday(%s) - julianday(last_at) AS INTEGER)"
+            r_sql = _score_sql(f"({recency})", cfg.recency_days, higher_is_better=False)
+            f_sql = _score_sql("frequency", cfg.frequency, higher_is_better=True)
+            m_sql = _score_sql("monetary", cfg.monetary, higher_is_better=True)
+            score_params = [at] * 4  # the recency expression appears once per cut-off
+        else:
+            cur.execute("SELECT COUNT(*) FROM rfm_src")
+            positions = rank_positions(cur.fetchone()[0])
+            values = _order_statistics(cur, "rfm_src", ["last_at", "frequency", "monetary"], positions)
+            (r_sql, r_params), (f_sql, f_params), (m_sql, m_params) = (
+                _rank_score(column, positions, values[column]) for column in ("last_at", "frequency", "monetary")
+            )
+            score_params = [*r_params, *f_params, *m_params]  # the most recent buyers score 5
+        differs = " OR ".join(
+            f"n.{c} <> o.{c}" for c in ("r", "f", "m", "segment", "frequency", "monetary")
+        ) + " OR n.last_at <> o.last_purchase_at"
+        # Only what changed: new members, changed scores or figures, members no longer scored.
         cur.execute(
             f"CREATE TEMP TABLE rfm_new AS "
-            f"SELECT member_id, last_at, frequency, monetary, r, f, m, {_rfm_case()} AS segment FROM ("
-            f"  SELECT member_id, last_at, frequency, monetary, {r_sql} AS r, {f_sql} AS f, {m_sql} AS m FROM ("
-            f"    SELECT agg.*, RANK() OVER (ORDER BY last_at) AS r_rank, RANK() OVER (ORDER BY frequency) AS f_rank,"
-            f"    RANK() OVER (ORDER BY monetary) AS m_rank, COUNT(*) OVER () AS n FROM ({source}) agg"
-            f"  ) ranked"
-            f") scored",
-            [*score_params, *source_params],
+            f"SELECT COALESCE(n.member_id, o.member_id) AS member_id, n.last_at, n.frequency, n.monetary, "
+            f"n.r, n.f, n.m, n.segment, o.segment AS old_segment, "
+            f"CASE WHEN o.member_id IS NULL THEN 'new' WHEN n.member_id IS NULL THEN 'gone' ELSE 'changed' END "
+            f"AS state FROM ("
+            f"  SELECT member_id, last_at, frequency, monetary, r, f, m, {_rfm_case()} AS segment FROM ("
+            f"    SELECT member_id, last_at, frequency, monetary, {r_sql} AS r, {f_sql} AS f, {m_sql} AS m "
+            f"    FROM rfm_src"
+            f"  ) scored"
+            f") n FULL OUTER JOIN {rfm} o ON o.member_id = n.member_id "
+            f"WHERE n.member_id IS NULL OR o.member_id IS NULL OR {differs}",
+            score_params,
         )
-        if connection.vendor == "postgresql":
+        if postgres:
             cur.execute("ANALYZE rfm_new")
-        # Moves: into a (different) segment, and out of scoring altogether (one pass).
+        moved = "n.segment IS DISTINCT FROM n.old_segment"
         cur.execute(
             f"INSERT INTO {change} (member_id, segment_from, segment_to, changed_at) "
-            f"SELECT COALESCE(n.member_id, o.member_id), COALESCE(o.segment, ''), COALESCE(n.segment, ''), %s "
-            f"FROM rfm_new n FULL OUTER JOIN {rfm} o ON o.member_id = n.member_id "
-            f"WHERE n.segment IS DISTINCT FROM o.segment",
+            f"SELECT member_id, COALESCE(old_segment, ''), COALESCE(segment, ''), %s FROM rfm_new n WHERE {moved}",
             [at],
         )
         changed = cur.rowcount
-        payload = '\'{"from": "\' || segment_from || \'", "to": "\' || segment_to || \'"}\''
-        if connection.vendor == "postgresql":
+        payload = "'{\"from\": \"' || COALESCE(old_segment, '') || '\", \"to\": \"' || COALESCE(segment, '') || '\"}'"
+        if postgres:
             payload = f"CAST({payload} AS jsonb)"
         cur.execute(
             f"INSERT INTO {event} (event_type, member_id, occurred_at, channel, payload, created_at) "
-            f"SELECT 'rfm_segment_changed', member_id, changed_at, 'rfm', {payload}, %s FROM {change} "
-            f"WHERE changed_at = %s",
+            f"SELECT 'rfm_segment_changed', member_id, %s, 'rfm', {payload}, %s FROM rfm_new n WHERE {moved}",
             [at, at],
         )
-        # Rewrite only what changed: most members keep their scores from one night to the next.
         cur.execute(
             f"UPDATE {rfm} SET last_purchase_at = n.last_at, frequency = n.frequency, monetary = n.monetary, "
             f"r = n.r, f = n.f, m = n.m, segment = n.segment, computed_at = %s FROM rfm_new n "
-            f"WHERE {rfm}.member_id = n.member_id AND ({rfm}.r <> n.r OR {rfm}.f <> n.f OR {rfm}.m <> n.m "
-            f"OR {rfm}.segment <> n.segment OR {rfm}.frequency <> n.frequency OR {rfm}.monetary <> n.monetary "
-            f"OR {rfm}.last_purchase_at <> n.last_at)",
+            f"WHERE {rfm}.member_id = n.member_id AND n.state = 'changed'",
             [at],
         )
-        cur.execute(
-            f"DELETE FROM {rfm} WHERE NOT EXISTS (SELECT 1 FROM rfm_new n WHERE n.member_id = {rfm}.member_id)"
-        )
+        cur.execute(f"DELETE FROM {rfm} WHERE member_id IN (SELECT member_id FROM rfm_new WHERE state = 'gone')")
         cur.execute(
             f"INSERT INTO {rfm} (member_id, last_purchase_at, frequency, monetary, r, f, m, segment, computed_at) "
-            f"SELECT member_id, last_at, frequency, monetary, r, f, m, segment, %s FROM rfm_new n "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {rfm} o WHERE o.member_id = n.member_id)",
+            f"SELECT member_id, last_at, frequency, monetary, r, f, m, segment, %s FROM rfm_new WHERE state = 'new'",
             [at],
         )
-        month = connection.ops.adapt_datefield_value(timezone.localdate(now).replace(day=1))
-        cur.execute(f"DELETE FROM {RFMMonthly._meta.db_table} WHERE month = %s", [month])
-        cur.execute(
-            f"INSERT INTO {RFMMonthly._meta.db_table} (month, segment, members) "
-            f"SELECT %s, segment, COUNT(*) FROM rfm_new GROUP BY segment",
-            [month],
-        )
-        cur.execute("SELECT segment, COUNT(*) FROM rfm_new GROUP BY segment")
+        cur.execute(f"SELECT segment, COUNT(*) FROM {rfm} GROUP BY segment")
         sizes = dict(cur.fetchall())
-        cur.execute("DROP TABLE rfm_new")
+        for table in ("rfm_src", "rfm_new"):
+            cur.execute(f"DROP TABLE {table}")
+    month = timezone.localdate(now).replace(day=1)
+    RFMMonthly.objects.filter(month=month).delete()
+    RFMMonthly.objects.bulk_create(
+        [RFMMonthly(month=month, segment=segment, members=size) for segment, size in sizes.items()]
+    )
     return RFMResult(
         scored=sum(sizes.values()), changed=changed, seconds=time.perf_counter() - started, sizes=sizes
     )

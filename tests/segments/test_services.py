@@ -1,4 +1,5 @@
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 
@@ -20,6 +21,7 @@ from segments.services import (
     segment_materialise,
     segment_members,
 )
+from tests import factories
 from tests.segments.conftest import NOW
 
 WOMEN = {"metric": "gender", "operator": "in", "value": ["female"]}
@@ -131,3 +133,55 @@ def test_demo_segments_command(db):
     assert Segment.objects.count() == 2 and all(s.refreshed_at for s in Segment.objects.all())
     call_command("seed_demo_segments", stdout=out)
     assert "nothing added" in out.getvalue()
+
+
+def _rank_fifths(values: list) -> list[int]:
+    """The definition: 1 + 5 * (members with a lower value) / (n - 1), at most 5."""
+    n = len(values)
+    return [5 if n == 1 else min(5, 1 + 5 * sum(1 for w in values if w < v) // (n - 1)) for v in values]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 23])
+def test_rfm_rank_fifths_match_the_definition_with_ties(db, n):
+    from segments.models import MemberPurchaseStats
+
+    # given members whose figures repeat (ties across the fifths' boundaries)
+    members = [factories.MemberFactory() for _ in range(n)]
+    figures = []
+    for i, member in enumerate(members):
+        last = NOW - dt.timedelta(days=(i * 7) % 5 * 10)
+        count, total = 1 + (i * 3) % 4, Decimal(100 * (1 + (i * 5) % 6))
+        MemberPurchaseStats.objects.create(
+            member=member, first_purchase_at=last, last_purchase_at=last, count_all=count, total_all=total,
+            count_365=count, total_365=total,
+        )  # fmt: skip
+        figures.append((last, count, total))
+    # when
+    rfm_recompute(now=NOW)
+    # then every score is the rank fifth of its measure
+    r, f, m = (_rank_fifths([row[k] for row in figures]) for k in range(3))
+    got = {x.member_id: (x.r, x.f, x.m) for x in MemberRFM.objects.all()}
+    assert got == {member.pk: (r[i], f[i], m[i]) for i, member in enumerate(members)}
+
+
+def test_rfm_rank_positions_agree_with_the_definition():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from segments.services import rank_positions
+
+    @given(st.lists(st.integers(0, 6), min_size=1, max_size=60))
+    def check(values):
+        ordered = sorted(values)
+        positions = rank_positions(len(values))
+        scores = [1 + sum(1 for p in positions if p <= 0 or v > ordered[p - 1]) for v in values]
+        assert scores == _rank_fifths(values)
+
+    check()
+
+
+def test_rfm_second_run_rewrites_nothing_unchanged(world):
+    rfm_recompute(now=NOW)
+    again = rfm_recompute(now=NOW)
+    assert again.changed == 0 and again.scored == 3
+    assert RFMChange.objects.count() == 3
