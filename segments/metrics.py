@@ -691,15 +691,34 @@ class BoughtProductGroupMetric(BoughtMetric):
     def choices(self):
         return _groups()
 
-    def receipts_matching(self, value, params, receipts):
+    @staticmethod
+    def group_ids(value) -> QuerySet:
         paths = list(ProductGroup.objects.filter(code__in=value).values_list("path", flat=True))
         groups = Q()
         for path in paths:
             groups |= Q(path__startswith=path)
-        group_ids = ProductGroup.objects.filter(groups).values("pk") if paths else ProductGroup.objects.none()
+        return ProductGroup.objects.filter(groups).values("pk") if paths else ProductGroup.objects.none()
+
+    def receipts_matching(self, value, params, receipts):
         return receipts.filter(
-            Exists(ReceiptLine.objects.filter(receipt=OuterRef("pk"), product__group__in=group_ids))
+            Exists(
+                ReceiptLine.objects.filter(receipt=OuterRef("pk"), product__group__in=self.group_ids(value))
+            )
         )
+
+    def condition(self, op, value, params, now):
+        """All time, "the last N days" or "since a date" read the purchases by group (a
+        range of one index); a period that ends in the past reads the receipts."""
+        from segments.models import MemberGroupPurchase
+
+        start, end = period_bounds(params.get("period"), now)
+        if end is not None:
+            return super().condition(op, value, params, now)
+        rows = MemberGroupPurchase.objects.filter(group__in=self.group_ids(value))
+        if start is not None:
+            rows = rows.filter(last_purchase_at__gte=start)
+        q = Q(pk__in=rows.values("member_id"))
+        return q if op == "in" else ~q
 
 
 @metrics.register

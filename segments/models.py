@@ -160,7 +160,8 @@ class MemberRFM(models.Model):
     computed_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["segment"], name="rfm_segment_idx")]
+        # With the member: "in these RFM segments" is read from the index alone.
+        indexes = [models.Index(fields=["segment", "member"], name="rfm_segment_member_idx")]
         verbose_name = _("member RFM")
         verbose_name_plural = _("member RFM")
 
@@ -200,6 +201,34 @@ class MemberPurchaseStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.member_id}: {self.count_all}"
+
+
+class MemberGroupPurchase(models.Model):
+    """When a member bought from a product group: the first and last purchase and how
+    many receipts, per (member, the product's own group). "Bought from group G in the
+    last N days" is then a range read of one index (``group`` in G's subtree, last
+    purchase since the start) instead of a join of receipts and their lines. Kept by
+    ``segments.stats`` with the purchase figures: a confirmed purchase adds its groups, a
+    full refund recomputes the member's rows, a rebuild recomputes every row."""
+
+    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="+", db_index=False)
+    group = models.ForeignKey("loyalty.ProductGroup", models.CASCADE, related_name="+", db_index=False)
+    first_purchase_at = models.DateTimeField()
+    last_purchase_at = models.DateTimeField()
+    receipts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name = _("member purchases by product group")
+        verbose_name_plural = _("member purchases by product group")
+        constraints = [
+            models.UniqueConstraint(fields=["member", "group"], name="member_group_purchase_unique")
+        ]
+        indexes = [
+            models.Index(fields=["group", "last_purchase_at", "member"], name="member_group_purchase_last")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.member_id}/{self.group_id}: {self.receipts}"
 
 
 class StatsClock(models.Model):

@@ -291,12 +291,14 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
             positions = rank_positions(cur.fetchone()[0])
             values = _order_statistics(cur, "rfm_src", ["last_at", "frequency", "monetary"], positions)
             (r_sql, r_params), (f_sql, f_params), (m_sql, m_params) = (
-                _rank_score(column, positions, values[column]) for column in ("last_at", "frequency", "monetary")
+                _rank_score(column, positions, values[column])
+                for column in ("last_at", "frequency", "monetary")
             )
             score_params = [*r_params, *f_params, *m_params]  # the most recent buyers score 5
-        differs = " OR ".join(
-            f"n.{c} <> o.{c}" for c in ("r", "f", "m", "segment", "frequency", "monetary")
-        ) + " OR n.last_at <> o.last_purchase_at"
+        differs = (
+            " OR ".join(f"n.{c} <> o.{c}" for c in ("r", "f", "m", "segment", "frequency", "monetary"))
+            + " OR n.last_at <> o.last_purchase_at"
+        )
         # Only what changed: new members, changed scores or figures, members no longer scored.
         cur.execute(
             f"CREATE TEMP TABLE rfm_new AS "
@@ -335,7 +337,9 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
             f"WHERE {rfm}.member_id = n.member_id AND n.state = 'changed'",
             [at],
         )
-        cur.execute(f"DELETE FROM {rfm} WHERE member_id IN (SELECT member_id FROM rfm_new WHERE state = 'gone')")
+        cur.execute(
+            f"DELETE FROM {rfm} WHERE member_id IN (SELECT member_id FROM rfm_new WHERE state = 'gone')"
+        )
         cur.execute(
             f"INSERT INTO {rfm} (member_id, last_purchase_at, frequency, monetary, r, f, m, segment, computed_at) "
             f"SELECT member_id, last_at, frequency, monetary, r, f, m, segment, %s FROM rfm_new WHERE state = 'new'",

@@ -8,6 +8,11 @@ Three ways keep them true, all set-wise or one row at a time, never a rescan per
   (only the receipts that crossed a window boundary: about a day's worth);
 * ``stats_rebuild`` — recomputes every row from the receipts (after a bulk load, or to
   repair), with one ``INSERT ... SELECT``.
+
+The purchases by product group (``MemberGroupPurchase``: first and last purchase and
+receipts per member and the product's group) are kept alongside: a purchase adds its
+groups, a full refund recomputes its member's rows, the rebuild recomputes them all.
+They have no windows to age: "in the last N days" compares the last purchase.
 """
 
 import datetime as dt
@@ -17,12 +22,15 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from loyalty.models import Receipt, ReceiptKind, ReceiptState
-from segments.models import STATS_WINDOWS, MemberPurchaseStats, StatsClock
+from loyalty.models import Product, Receipt, ReceiptKind, ReceiptLine, ReceiptState
+from segments.models import STATS_WINDOWS, MemberGroupPurchase, MemberPurchaseStats, StatsClock
 
 SALE_STATES = (ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED)
 _S = MemberPurchaseStats._meta.db_table
+_G = MemberGroupPurchase._meta.db_table
 _RECEIPTS = Receipt._meta.db_table
+_LINES = ReceiptLine._meta.db_table
+_PRODUCTS = Product._meta.db_table
 
 
 def _sales_where() -> tuple[str, list]:
@@ -53,9 +61,73 @@ def stats_rebuild(*, now: dt.datetime | None = None) -> int:
             [*window_params, *params, at],
         )
         written = cur.rowcount
+    groups_rebuild(now=now)
     StatsClock.objects.all().delete()
     StatsClock.objects.create(aged_at=now)
     return written
+
+
+def _groups_select(where: str) -> str:
+    """Per (member, group): first and last purchase and receipts, over the sales that
+    ``where`` (on receipt ``r``) keeps."""
+    return (
+        f"SELECT g.member_id, g.group_id, MIN(g.purchased_at), MAX(g.purchased_at), COUNT(*) FROM ("
+        f"  SELECT DISTINCT r.id, r.member_id, r.purchased_at, p.group_id FROM {_RECEIPTS} r "
+        f"  JOIN {_LINES} l ON l.receipt_id = r.id JOIN {_PRODUCTS} p ON p.id = l.product_id "
+        f"  WHERE {where} AND p.group_id IS NOT NULL"
+        f") g GROUP BY g.member_id, g.group_id"
+    )
+
+
+def _sales_where_r() -> tuple[str, list]:
+    return "r.kind = %s AND r.state IN (%s, %s) AND r.member_id IS NOT NULL", [ReceiptKind.SALE, *SALE_STATES]
+
+
+@transaction.atomic
+def groups_rebuild(*, now: dt.datetime | None = None) -> int:
+    """Recompute every member's purchases by product group from the receipts."""
+    now = now or timezone.now()
+    where, params = _sales_where_r()
+    at = connection.ops.adapt_datetimefield_value(now)
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute("SET LOCAL work_mem = '256MB'")
+        cur.execute(f"DELETE FROM {_G}")
+        cur.execute(
+            f"INSERT INTO {_G} (member_id, group_id, first_purchase_at, last_purchase_at, receipts) "
+            + _groups_select(f"{where} AND r.purchased_at <= %s"),
+            [*params, at],
+        )
+        return cur.rowcount
+
+
+def groups_recompute_member(member_id: int) -> None:
+    """Recompute one member's purchases by product group (after a refund)."""
+    where, params = _sales_where_r()
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(f"DELETE FROM {_G} WHERE member_id = %s", [member_id])
+        cur.execute(
+            f"INSERT INTO {_G} (member_id, group_id, first_purchase_at, last_purchase_at, receipts) "
+            + _groups_select(f"{where} AND r.member_id = %s"),
+            [*params, member_id],
+        )
+
+
+def groups_add_receipt(receipt: Receipt) -> None:
+    """Add one sale's product groups to its member's rows (one statement)."""
+    g = _G
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {g} (member_id, group_id, first_purchase_at, last_purchase_at, receipts) "
+            f"SELECT DISTINCT %s, p.group_id, %s, %s, 1 FROM {_LINES} l JOIN {_PRODUCTS} p ON p.id = l.product_id "
+            f"WHERE l.receipt_id = %s AND p.group_id IS NOT NULL "
+            f"ON CONFLICT (member_id, group_id) DO UPDATE SET receipts = {g}.receipts + 1, "
+            f"first_purchase_at = CASE WHEN excluded.first_purchase_at < {g}.first_purchase_at "
+            f"THEN excluded.first_purchase_at ELSE {g}.first_purchase_at END, "
+            f"last_purchase_at = CASE WHEN excluded.last_purchase_at > {g}.last_purchase_at "
+            f"THEN excluded.last_purchase_at ELSE {g}.last_purchase_at END",
+            [receipt.member_id, receipt.purchased_at, receipt.purchased_at, receipt.pk],
+        )
 
 
 def _window_changes(purchased_at: dt.datetime, total: Decimal, sign: int, now: dt.datetime) -> dict:
@@ -75,6 +147,10 @@ def stats_add_receipt(receipt: Receipt, *, sign: int = 1, now: dt.datetime | Non
     changes = _window_changes(receipt.purchased_at, receipt.total, sign, now)
     rows = MemberPurchaseStats.objects.filter(member_id=receipt.member_id)
     with transaction.atomic():
+        if sign > 0:
+            groups_add_receipt(receipt)
+        else:
+            groups_recompute_member(receipt.member_id)
         if sign > 0:
             rows.filter(last_purchase_at__lt=receipt.purchased_at).update(
                 last_purchase_at=receipt.purchased_at

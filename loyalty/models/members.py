@@ -205,6 +205,9 @@ class Member(models.Model):
         indexes = [
             models.Index(fields=["email"], name="member_email_idx"),
             models.Index(fields=["last_name", "first_name"], name="member_name_idx"),
+            # A narrow copy of the demographics segments filter on most (gender, age):
+            # read from the index alone instead of the wide member rows.
+            models.Index(fields=["gender", "birth_date", "id"], name="member_demographics_idx"),
         ]
         permissions = [("adjust_bonuses", _("Can adjust bonus balances by hand"))]
 

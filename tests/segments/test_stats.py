@@ -57,3 +57,49 @@ def test_ageing_moves_purchases_out_of_their_windows_and_matches_a_rebuild(db, t
     assert aged == (4, 40, 1, 10, 2, 4)
     stats_rebuild(now=later)
     assert figures(member) == aged
+
+
+def groups_of(member):
+    from segments.models import MemberGroupPurchase
+
+    return {
+        (g.group.code, g.receipts, g.first_purchase_at, g.last_purchase_at)
+        for g in MemberGroupPurchase.objects.filter(member=member).select_related("group")
+    }
+
+
+def test_purchases_by_group_follow_purchases_and_refunds_and_match_a_rebuild(
+    db, django_capture_on_commit_callbacks, time_machine
+):
+    from segments.stats import groups_rebuild
+
+    # given coffee and tea products in two groups
+    time_machine.move_to(T0, tick=False)
+    member, pos = factories.MemberFactory(), factories.PointOfSaleFactory()
+    coffee, tea = factories.ProductFactory(group__code="coffee"), factories.ProductFactory(group__code="tea")
+
+    def sale(n, days_ago, *products):
+        receipt = receipt_record(
+            point_of_sale=pos,
+            external_id=f"g{n}",
+            member=member,
+            purchased_at=T0 - dt.timedelta(days=days_ago),
+            lines=[LineInput(sku=p.sku, quantity=Decimal(1), price=Decimal(10)) for p in products],
+        )
+        return receipt_confirm(receipt=receipt)
+
+    # when three purchases are confirmed (two coffee lines on one receipt count once)
+    with django_capture_on_commit_callbacks(execute=True):
+        sale(1, 40, coffee, coffee, tea)
+        sale(2, 5, coffee)
+        last_tea = sale(3, 20, tea)
+    day = lambda n: T0 - dt.timedelta(days=n)  # noqa: E731
+    assert groups_of(member) == {("coffee", 2, day(40), day(5)), ("tea", 2, day(40), day(20))}
+    # then a rebuild agrees
+    incremental = groups_of(member)
+    groups_rebuild(now=T0)
+    assert groups_of(member) == incremental
+    # and a full refund takes its purchase away
+    with django_capture_on_commit_callbacks(execute=True):
+        receipt_refund(receipt=last_tea, external_id="g3-refund")
+    assert groups_of(member) == {("coffee", 2, day(40), day(5)), ("tea", 1, day(40), day(40))}
