@@ -1,5 +1,11 @@
 """Segments (saved rules over member data), their snapshots and count history; RFM scores
-and their history; target audiences (static member lists); the global control group."""
+and their history; target audiences (static member lists); the global control group.
+
+The tables written a million rows at a time (snapshots, audience members, purchase
+figures, RFM scores and moves) have no database foreign keys (``db_constraint=False``):
+PostgreSQL checks a foreign key with one trigger call per inserted row, which costs
+more than the insert itself. Django's ``on_delete`` still cascades when a member, a
+segment or an audience is deleted."""
 
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -50,8 +56,12 @@ class Segment(models.Model):
 class SegmentMember(models.Model):
     """One member of a segment's snapshot of a given generation."""
 
-    segment = models.ForeignKey(Segment, models.CASCADE, related_name="+", db_index=False)
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="+", db_index=False)
+    segment = models.ForeignKey(
+        Segment, models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     generation = models.PositiveIntegerField()
     computed_at = models.DateTimeField()
 
@@ -148,7 +158,9 @@ class RFMSegment(models.TextChoices):
 class MemberRFM(models.Model):
     """A member's current scores (members without purchases in the window have none)."""
 
-    member = models.OneToOneField("loyalty.Member", models.CASCADE, primary_key=True, related_name="rfm")
+    member = models.OneToOneField(
+        "loyalty.Member", models.CASCADE, primary_key=True, related_name="rfm", db_constraint=False
+    )
     # The last purchase rather than "days since": unchanged rows stay unchanged overnight.
     last_purchase_at = models.DateTimeField()
     frequency = models.PositiveIntegerField()
@@ -180,7 +192,7 @@ class MemberPurchaseStats(models.Model):
     everything from the receipts."""
 
     member = models.OneToOneField(
-        "loyalty.Member", models.CASCADE, primary_key=True, related_name="purchase_stats"
+        "loyalty.Member", models.CASCADE, primary_key=True, related_name="purchase_stats", db_constraint=False
     )
     first_purchase_at = models.DateTimeField(null=True)
     last_purchase_at = models.DateTimeField(null=True)
@@ -211,8 +223,12 @@ class MemberGroupPurchase(models.Model):
     ``segments.stats`` with the purchase figures: a confirmed purchase adds its groups, a
     full refund recomputes the member's rows, a rebuild recomputes every row."""
 
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="+", db_index=False)
-    group = models.ForeignKey("loyalty.ProductGroup", models.CASCADE, related_name="+", db_index=False)
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    group = models.ForeignKey(
+        "loyalty.ProductGroup", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
     first_purchase_at = models.DateTimeField()
     last_purchase_at = models.DateTimeField()
     receipts = models.PositiveIntegerField(default=0)
@@ -243,7 +259,7 @@ class StatsClock(models.Model):
 class RFMChange(models.Model):
     """A member moved between RFM segments (also recorded as a member event)."""
 
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="+")
+    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="+", db_constraint=False)
     segment_from = models.CharField(max_length=24, choices=RFMSegment.choices, blank=True)
     segment_to = models.CharField(max_length=24, choices=RFMSegment.choices, blank=True)
     changed_at = models.DateTimeField()
@@ -292,8 +308,8 @@ class TargetAudience(models.Model):
 
 
 class AudienceMember(models.Model):
-    audience = models.ForeignKey(TargetAudience, models.CASCADE, db_index=False)
-    member = models.ForeignKey("loyalty.Member", models.CASCADE)
+    audience = models.ForeignKey(TargetAudience, models.CASCADE, db_index=False, db_constraint=False)
+    member = models.ForeignKey("loyalty.Member", models.CASCADE, db_constraint=False)
     added_at = models.DateTimeField(_("added at"), default=timezone.now)
 
     class Meta:

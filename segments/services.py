@@ -187,16 +187,14 @@ def rank_positions(n: int) -> list[int]:
     return [-(-((k - 1) * (n - 1)) // 5) for k in range(2, 6)]
 
 
-def _order_statistics(cur, table: str, columns: list[str], positions: list[int]) -> dict[str, list]:
-    """For each column of ``table``, its values at the 1-based ``positions`` of the
-    ascending order. PostgreSQL sorts each column once (``percentile_disc`` at fractions
-    that land on those positions); elsewhere one ordered lookup per position."""
+def _order_statistics(cur, table: str, n: int, columns: list[str], positions: list[int]) -> dict[str, list]:
+    """For each column of ``table`` (``n`` rows), its values at the 1-based ``positions``
+    of the ascending order. PostgreSQL sorts each column once (``percentile_disc`` at
+    fractions that land on those positions); elsewhere one ordered lookup per position."""
     wanted = [p for p in positions if p > 0]
     if not wanted:
         return {c: [] for c in columns}
     if connection.vendor == "postgresql":
-        cur.execute("SELECT COUNT(*) FROM " + table)
-        (n,) = cur.fetchone()
         fractions = [(p - 0.5) / n for p in wanted]  # ceil(fraction * n) == p
         cur.execute(
             "SELECT "
@@ -274,9 +272,13 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
             cur.execute("SET LOCAL work_mem = '256MB'")
         for table in ("rfm_src", "rfm_new"):
             cur.execute(f"DROP TABLE IF EXISTS {table}")
-        cur.execute(f"CREATE TEMP TABLE rfm_src AS {source}", source_params)
-        if postgres:
-            cur.execute("ANALYZE rfm_src")
+        if source_params:  # aggregated from the receipts: once, into a temporary table
+            cur.execute(f"CREATE TEMP TABLE rfm_src AS {source}", source_params)
+            if postgres:
+                cur.execute("ANALYZE rfm_src")
+            src = "rfm_src"
+        else:  # the purchase figures are one narrow row per member already
+            src = f"({source}) rfm_src"
         if cfg.method == RFMSettings.Method.THRESHOLDS:
             if postgres:
                 recency = "FLOOR(EXTRACT(EPOCH FROM (CAST(%s AS timestamptz) - last_at)) / 86400)"
@@ -287,14 +289,16 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
             m_sql = _score_sql("monetary", cfg.monetary, higher_is_better=True)
             score_params = [at] * 4  # the recency expression appears once per cut-off
         else:
-            cur.execute("SELECT COUNT(*) FROM rfm_src")
-            positions = rank_positions(cur.fetchone()[0])
-            values = _order_statistics(cur, "rfm_src", ["last_at", "frequency", "monetary"], positions)
+            cur.execute(f"SELECT COUNT(*) FROM {src}")
+            (n,) = cur.fetchone()
+            positions = rank_positions(n)
+            values = _order_statistics(cur, src, n, ["last_at", "frequency", "monetary"], positions)
             (r_sql, r_params), (f_sql, f_params), (m_sql, m_params) = (
                 _rank_score(column, positions, values[column])
                 for column in ("last_at", "frequency", "monetary")
             )
             score_params = [*r_params, *f_params, *m_params]  # the most recent buyers score 5
+        fence = "OFFSET 0" if postgres else ""
         differs = (
             " OR ".join(f"n.{c} <> o.{c}" for c in ("r", "f", "m", "segment", "frequency", "monetary"))
             + " OR n.last_at <> o.last_purchase_at"
@@ -308,7 +312,7 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
             f"AS state FROM ("
             f"  SELECT member_id, last_at, frequency, monetary, r, f, m, {_rfm_case()} AS segment FROM ("
             f"    SELECT member_id, last_at, frequency, monetary, {r_sql} AS r, {f_sql} AS f, {m_sql} AS m "
-            f"    FROM rfm_src"
+            f"    FROM {src} {fence}"  # scores computed once per row, not inlined into every use
             f"  ) scored"
             f") n FULL OUTER JOIN {rfm} o ON o.member_id = n.member_id "
             f"WHERE n.member_id IS NULL OR o.member_id IS NULL OR {differs}",
@@ -348,7 +352,7 @@ def rfm_recompute(*, now: dt.datetime | None = None) -> RFMResult:
         cur.execute(f"SELECT segment, COUNT(*) FROM {rfm} GROUP BY segment")
         sizes = dict(cur.fetchall())
         for table in ("rfm_src", "rfm_new"):
-            cur.execute(f"DROP TABLE {table}")
+            cur.execute(f"DROP TABLE IF EXISTS {table}")
     month = timezone.localdate(now).replace(day=1)
     RFMMonthly.objects.filter(month=month).delete()
     RFMMonthly.objects.bulk_create(
