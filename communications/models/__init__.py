@@ -7,6 +7,7 @@ from communications.models.chains import (  # noqa: F401
     Reentry,
 )
 from communications.models.delivery import (  # noqa: F401
+    REF_NEW_SQL,
     ChannelPolicy,
     DeviceToken,
     Message,
@@ -17,6 +18,7 @@ from communications.models.delivery import (  # noqa: F401
     Status,
     Suppression,
     SuppressionReason,
+    ref_new,
 )
 from communications.models.feedback import (  # noqa: F401
     Feedback,

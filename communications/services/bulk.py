@@ -27,6 +27,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from communications.models import (
+    REF_NEW_SQL,
     CategoryOptOut,
     DeviceToken,
     Message,
@@ -99,37 +100,52 @@ def _holdout_sql(holdout: Holdout) -> tuple[str, list]:
     return "(((m.id + %s) * %s) %% %s) %% %s < %s", [holdout.salt, MULTIPLIER, PRIME, BUCKETS, limit]
 
 
-def _reachable_sql(
-    channel: str, purpose: str, category: str, holdouts: list[Holdout]
-) -> tuple[list[str], list, list[str], list]:
-    """(conditions for reachable members, params, holdout conditions, params)."""
+@dataclass(frozen=True)
+class Reach:
+    """SQL that keeps the reachable members of ``src JOIN member m``: outer joins to
+    consent, suppression and category opt-outs (hash joins, not a lookup per member), the
+    conditions over them, and the control groups' conditions."""
+
+    joins: str
+    join_params: list
+    conds: list[str]
+    params: list
+    held: list[str]
+    held_params: list
+
+
+def _reach(channel: str, purpose: str, category: str, holdouts: list[Holdout]) -> Reach:
     address, _platform = _address_sql(channel)
+    joins: list[str] = []
+    join_params: list[Any] = []
     conds = [f"{address} <> ''", "m.state <> 'blocked'"]
     params: list[Any] = []
     status_field = _status_field(channel)
     if status_field:
         conds.append(f"m.{status_field} <> 'invalid'")
     if purpose != Purpose.TRANSACTIONAL:
-        conds.append(
-            f"EXISTS (SELECT 1 FROM {CONSENT} c WHERE c.member_id = m.id AND c.channel = %s AND c.granted)"
+        joins.append(
+            f"LEFT JOIN {CONSENT} cons ON cons.member_id = m.id AND cons.channel = %s AND cons.granted"
         )
-        params.append(channel)
-        conds.append(
-            f"NOT EXISTS (SELECT 1 FROM {SUPPRESSION} s WHERE s.channel = %s AND s.address = {address})"
-        )
-        params.append(channel)
+        join_params.append(channel)
+        conds.append("cons.member_id IS NOT NULL")
+        joins.append(f"LEFT JOIN {SUPPRESSION} sup ON sup.channel = %s AND sup.address = {address}")
+        join_params.append(channel)
         if category:
-            conds.append(
-                f"NOT EXISTS (SELECT 1 FROM {OPT_OUT} o JOIN communications_mailingcategory mc"
-                " ON mc.id = o.category_id WHERE o.member_id = m.id AND mc.code = %s)"
+            joins.append(
+                f"LEFT JOIN (SELECT DISTINCT o.member_id FROM {OPT_OUT} o"
+                " JOIN communications_mailingcategory mc ON mc.id = o.category_id WHERE mc.code = %s) opt"
+                " ON opt.member_id = m.id"
             )
-            params.append(category)
+            join_params.append(category)
+            conds.append("opt.member_id IS NULL")
     else:
-        conds.append(
-            f"NOT EXISTS (SELECT 1 FROM {SUPPRESSION} s WHERE s.channel = %s AND s.address = {address}"
-            " AND s.reason NOT IN ('complaint', 'unsubscribed'))"
+        joins.append(
+            f"LEFT JOIN {SUPPRESSION} sup ON sup.channel = %s AND sup.address = {address}"
+            " AND sup.reason NOT IN ('complaint', 'unsubscribed')"
         )
-        params.append(channel)
+        join_params.append(channel)
+    conds.append("sup.id IS NULL")
     held: list[str] = []
     held_params: list[Any] = []
     for holdout in holdouts:
@@ -137,7 +153,7 @@ def _reachable_sql(
         if sql:
             held.append(sql)
             held_params += p
-    return conds, params, held, held_params
+    return Reach(" ".join(joins), join_params, conds, params, held, held_params)
 
 
 def marketing_holdouts(extra: list[Holdout] | None = None) -> list[Holdout]:
@@ -164,17 +180,17 @@ def audience_figures(
 ) -> Figures:
     """How many members the source holds, how many the control groups keep back, and
     how many of the rest can be reached on ``channel`` (one query)."""
-    conds, params, held, held_params = _reachable_sql(channel, purpose, category, list(holdouts))
-    held_expr = " OR ".join(held) if held else "1 = 0"
-    reach = " AND ".join(conds)
+    r = _reach(channel, purpose, category, list(holdouts))
+    held_expr = " OR ".join(r.held) if r.held else "1 = 0"
+    reach = " AND ".join(r.conds)
     sql = f"""
         SELECT COUNT(*),
                SUM(CASE WHEN {held_expr} THEN 1 ELSE 0 END),
                SUM(CASE WHEN NOT ({held_expr}) AND {reach} THEN 1 ELSE 0 END)
-        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id
+        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id {r.joins}
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*held_params, *held_params, *params, *source.params])
+        cursor.execute(sql, [*r.held_params, *r.held_params, *r.params, *source.params, *r.join_params])
         total, control, reachable = cursor.fetchone()
     total, control, reachable = int(total or 0), int(control or 0), int(reachable or 0)
     return Figures(total, control, total - control - reachable, reachable)
@@ -253,10 +269,10 @@ def messages_queue(
     gateway = cascade_step_gateway or gateway or gateway_for_channel(channel)
     if gateway is None:
         raise ValueError(f"no enabled gateway for {channel}")
-    conds, cond_params, held, held_params = _reachable_sql(channel, purpose, category, list(holdouts))
+    r = _reach(channel, purpose, category, list(holdouts))
     address, platform = _address_sql(channel)
     pg = _postgres()
-    uuid_expr = "gen_random_uuid()" if pg else "lower(hex(randomblob(16)))"
+    uuid_expr = REF_NEW_SQL if pg else "lower(hex(randomblob(16)))"
     render_base = {
         "template": template.pk,
         **({"offer": extra["offer"]} if extra and "offer" in extra else {}),
@@ -282,7 +298,7 @@ def messages_queue(
         when_sql, when_params = "%s", [_param_dt(not_before or now)]
     json_empty = "'{}'::jsonb" if pg else "'{}'"
     communication = uuid_expr if cascade is not None else "NULL"
-    where = " AND ".join(conds + ([f"NOT ({' OR '.join(held)})"] if held else []))
+    where = " AND ".join(r.conds + ([f"NOT ({' OR '.join(r.held)})"] if r.held else []))
     sql = f"""
         INSERT INTO {MESSAGE} (
             ref, member_id, channel, gateway_id, address, platform, content, render, purpose, category,
@@ -294,7 +310,7 @@ def messages_queue(
             %s, %s, {occurrence_sql}, %s, %s, '', 0, {when_sql},
             {"false" if pg else "0"}, %s, '', 0, 0, {communication},
             %s, 0, {"false" if pg else "0"}, {json_empty}, %s
-        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id
+        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id {r.joins}
         WHERE {where}
         ON CONFLICT DO NOTHING
     """
@@ -303,7 +319,7 @@ def messages_queue(
         origin, origin_id, *occurrence_params, Status.QUEUED, _param_dt(now), *when_params,
         _param_dt(expires_at) if expires_at else None,
         cascade.pk if cascade else None, _param_dt(now),
-        *source.params, *cond_params, *held_params,
+        *source.params, *r.join_params, *r.params, *r.held_params,
     ]  # fmt: skip
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)

@@ -15,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from communications.models import Message, Origin, Purpose, Status
+from communications.models import ChannelPolicy, Message, Origin, Purpose, Status
 from communications.tasks import dispatch
 from tests.gateways.peers import HttpPeer, PeerResponse
 
@@ -93,7 +93,9 @@ def wait_for(condition, seconds: float, what: str):
 
 @pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis: set REDIS_URL (CI does)")
 def test_killing_the_worker_mid_batch_loses_and_duplicates_nothing(make_gateway, make_member):
-    # given: 1,200 queued messages (three batches of 500 and one of 200)
+    # given: 1,200 queued messages (three batches of 500 and one of 200), and no quiet
+    # hours: the worker runs on the wall clock, which may be night in Moscow
+    ChannelPolicy.objects.update_or_create(channel="sms", defaults={"quiet_start": None, "quiet_end": None})
     provider = SlowDedupingProvider()
     queue = f"test-crash-{uuid.uuid4().hex[:8]}"
     members = [make_member(consents=("sms",)) for _ in range(1200)]
