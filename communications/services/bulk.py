@@ -101,51 +101,86 @@ def _holdout_sql(holdout: Holdout) -> tuple[str, list]:
 
 
 @dataclass(frozen=True)
-class Reach:
-    """SQL that keeps the reachable members of ``src JOIN member m``: outer joins to
-    consent, suppression and category opt-outs (hash joins, not a lookup per member), the
-    conditions over them, and the control groups' conditions."""
+class _Check:
+    """A row that must (or must not) exist for a member to be reachable: ``source`` (a
+    table or subquery) as ``alias``, matched to member ``m`` by ``on``; ``key`` is a
+    column that is never null in a matching row."""
 
-    joins: str
-    join_params: list
+    alias: str
+    source: str
+    on: str
+    params: tuple
+    must_exist: bool
+    key: str = "id"
+
+    def exists_sql(self) -> str:
+        negation = "" if self.must_exist else "NOT "
+        return f"{negation}EXISTS (SELECT 1 FROM {self.source} {self.alias} WHERE {self.on})"
+
+    def join_sql(self) -> str:
+        return f"LEFT JOIN {self.source} {self.alias} ON {self.on}"
+
+    def joined_sql(self) -> str:
+        return f"{self.alias}.{self.key} IS {'NOT ' if self.must_exist else ''}NULL"
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Who can be reached among ``src JOIN member m``: conditions on the member row,
+    rows that must or must not exist (consent, suppression, category opt-out), and the
+    control groups' conditions."""
+
     conds: list[str]
-    params: list
+    checks: list[_Check]
     held: list[str]
     held_params: list
+
+    def where(self) -> tuple[str, list]:
+        """For writing messages: semi- and anti-joins (``[NOT] EXISTS``)."""
+        params: list[Any] = []
+        for check in self.checks:
+            params += check.params
+        held = [f"NOT ({' OR '.join(self.held)})"] if self.held else []
+        sql = " AND ".join([*self.conds, *(c.exists_sql() for c in self.checks), *held])
+        return sql, [*params, *self.held_params]
+
+    def joins(self) -> tuple[str, list, str]:
+        """For counting each member once whatever the outcome: outer joins and the
+        condition over them (joins' SQL, its parameters, the reachable condition)."""
+        params: list[Any] = []
+        for check in self.checks:
+            params += check.params
+        joins = " ".join(c.join_sql() for c in self.checks)
+        return joins, params, " AND ".join([*self.conds, *(c.joined_sql() for c in self.checks)])
 
 
 def _reach(channel: str, purpose: str, category: str, holdouts: list[Holdout]) -> Reach:
     address, _platform = _address_sql(channel)
-    joins: list[str] = []
-    join_params: list[Any] = []
     conds = [f"{address} <> ''", "m.state <> 'blocked'"]
-    params: list[Any] = []
     status_field = _status_field(channel)
     if status_field:
         conds.append(f"m.{status_field} <> 'invalid'")
+    suppressed = f"sup.channel = %s AND sup.address = {address}"
     if purpose != Purpose.TRANSACTIONAL:
-        joins.append(
-            f"LEFT JOIN {CONSENT} cons ON cons.member_id = m.id AND cons.channel = %s AND cons.granted"
-        )
-        join_params.append(channel)
-        conds.append("cons.member_id IS NOT NULL")
-        joins.append(f"LEFT JOIN {SUPPRESSION} sup ON sup.channel = %s AND sup.address = {address}")
-        join_params.append(channel)
+        checks = [
+            _Check(
+                "cons",
+                CONSENT,
+                "cons.member_id = m.id AND cons.channel = %s AND cons.granted",
+                (channel,),
+                True,
+            ),
+            _Check("sup", SUPPRESSION, suppressed, (channel,), False),
+        ]
         if category:
-            joins.append(
-                f"LEFT JOIN (SELECT DISTINCT o.member_id FROM {OPT_OUT} o"
-                " JOIN communications_mailingcategory mc ON mc.id = o.category_id WHERE mc.code = %s) opt"
-                " ON opt.member_id = m.id"
+            opted_out = (
+                f"(SELECT DISTINCT o.member_id FROM {OPT_OUT} o JOIN communications_mailingcategory mc"
+                " ON mc.id = o.category_id WHERE mc.code = %s)"
             )
-            join_params.append(category)
-            conds.append("opt.member_id IS NULL")
-    else:
-        joins.append(
-            f"LEFT JOIN {SUPPRESSION} sup ON sup.channel = %s AND sup.address = {address}"
-            " AND sup.reason NOT IN ('complaint', 'unsubscribed')"
-        )
-        join_params.append(channel)
-    conds.append("sup.id IS NULL")
+            checks.append(_Check("opt", opted_out, "opt.member_id = m.id", (category,), False, "member_id"))
+    else:  # transactional: only hard failures stop it, not marketing opt-outs
+        only_hard = " AND sup.reason NOT IN ('complaint', 'unsubscribed')"
+        checks = [_Check("sup", SUPPRESSION, suppressed + only_hard, (channel,), False)]
     held: list[str] = []
     held_params: list[Any] = []
     for holdout in holdouts:
@@ -153,7 +188,7 @@ def _reach(channel: str, purpose: str, category: str, holdouts: list[Holdout]) -
         if sql:
             held.append(sql)
             held_params += p
-    return Reach(" ".join(joins), join_params, conds, params, held, held_params)
+    return Reach(conds, checks, held, held_params)
 
 
 def marketing_holdouts(extra: list[Holdout] | None = None) -> list[Holdout]:
@@ -182,15 +217,15 @@ def audience_figures(
     how many of the rest can be reached on ``channel`` (one query)."""
     r = _reach(channel, purpose, category, list(holdouts))
     held_expr = " OR ".join(r.held) if r.held else "1 = 0"
-    reach = " AND ".join(r.conds)
+    joins, join_params, reach = r.joins()
     sql = f"""
         SELECT COUNT(*),
                SUM(CASE WHEN {held_expr} THEN 1 ELSE 0 END),
                SUM(CASE WHEN NOT ({held_expr}) AND {reach} THEN 1 ELSE 0 END)
-        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id {r.joins}
+        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id {joins}
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*r.held_params, *r.held_params, *r.params, *source.params, *r.join_params])
+        cursor.execute(sql, [*r.held_params, *r.held_params, *source.params, *join_params])
         total, control, reachable = cursor.fetchone()
     total, control, reachable = int(total or 0), int(control or 0), int(reachable or 0)
     return Figures(total, control, total - control - reachable, reachable)
@@ -298,7 +333,7 @@ def messages_queue(
         when_sql, when_params = "%s", [_param_dt(not_before or now)]
     json_empty = "'{}'::jsonb" if pg else "'{}'"
     communication = uuid_expr if cascade is not None else "NULL"
-    where = " AND ".join(r.conds + ([f"NOT ({' OR '.join(r.held)})"] if r.held else []))
+    where, where_params = r.where()
     sql = f"""
         INSERT INTO {MESSAGE} (
             ref, member_id, channel, gateway_id, address, platform, content, render, purpose, category,
@@ -310,7 +345,7 @@ def messages_queue(
             %s, %s, {occurrence_sql}, %s, %s, '', 0, {when_sql},
             {"false" if pg else "0"}, %s, '', 0, 0, {communication},
             %s, 0, {"false" if pg else "0"}, {json_empty}, %s
-        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id {r.joins}
+        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id
         WHERE {where}
         ON CONFLICT DO NOTHING
     """
@@ -319,7 +354,7 @@ def messages_queue(
         origin, origin_id, *occurrence_params, Status.QUEUED, _param_dt(now), *when_params,
         _param_dt(expires_at) if expires_at else None,
         cascade.pk if cascade else None, _param_dt(now),
-        *source.params, *r.join_params, *r.params, *r.held_params,
+        *source.params, *where_params,
     ]  # fmt: skip
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(sql, params)
