@@ -10,9 +10,10 @@ days; one in five: a lot activating within 10 days). Then measures:
   it (reachability and control groups counted, one message row written per member by
   ``INSERT ... SELECT``, the dispatcher's first tasks queued) — messages written per
   second of the whole preparation;
-* ``render_sms_per_s`` / ``render_email_per_s``: claimed rows rendered at send time as
-  the dispatcher does it (``rows_render``: contexts loaded per batch of 1,000 from the
-  database, then the Jinja2 sandbox), personalised SMS and a personalised HTML email;
+* ``render_sms_per_s`` / ``render_email_per_s``: the prepared mailing's messages, claimed
+  in batches of 1,000 as the dispatcher claims them, rendered at send time as it does
+  (``rows_render``: contexts loaded per batch from the database, then the Jinja2
+  sandbox), as a personalised SMS and as a personalised HTML email;
 * ``regular_tasks_s``: the birthday, burnout and activation notifications run over all
   members (``regular_run``), messages queued and birthday bonuses accrued;
 * ``peak_rss_mb``: the benchmark process's peak resident memory.
@@ -184,35 +185,39 @@ def measure_prepare(audience, template) -> dict:
     return {"seconds": seconds, "written": figures["queued"], "tasks": len(queued)}
 
 
-def measure_render(template, count: int) -> float:
-    """Rows as the dispatcher claims them, rendered in its batches of 1,000."""
-    import uuid
+def claimed_batches(count: int) -> list[list[dict]]:
+    """Batches of 1,000 of the prepared mailing's messages, claimed the way the
+    dispatcher claims them (leased, in their due order)."""
+    from django.utils import timezone
 
+    from communications.services.delivery import _claim
+    from gateways.models import Gateway
+
+    gateway = Gateway.objects.get(channel="sms", name="bench sms")
+    return [_claim(gateway, 1000, timezone.now())[1] for _ in range(0, count, 1000)]
+
+
+def measure_render(template, batches: list[list[dict]]) -> float:
+    """Claimed rows rendered at send time (contexts loaded per batch from the database,
+    then the sandbox), as the dispatcher does it; the rows are given ``template``."""
     from django.utils import timezone
 
     from communications.services.rendering import rows_render
-    from loyalty.models import Member
 
-    ids = list(Member.objects.order_by("?").values_list("pk", flat=True)[:count])
     now = timezone.now()
     rendered = 0
-    t0 = time.perf_counter()
-    for start in range(0, len(ids), 1000):
+    elapsed = 0.0
+    for batch in batches:
         rows = [
-            {
-                "id": i,
-                "ref": uuid.uuid4(),
-                "member_id": member_id,
-                "channel": template.channel,
-                "content": {},
-                "render": {"template": template.pk, "event": {}},
-            }
-            for i, member_id in enumerate(ids[start : start + 1000], start=start)
+            {**r, "channel": template.channel, "content": {}, "render": {"template": template.pk, "event": {}}}
+            for r in batch
         ]
+        t0 = time.perf_counter()
         ready, failed = rows_render(rows, now=now)
+        elapsed += time.perf_counter() - t0
         assert not failed, failed
         rendered += len(ready)
-    return rendered / (time.perf_counter() - t0)
+    return rendered / elapsed
 
 
 def measure_regular(sms, email) -> dict:
@@ -256,9 +261,14 @@ def main() -> None:
     clear_messages()
 
     prepare = measure_prepare(audience, sms)
-    measure_render(sms, 1000)  # warm-up: URL resolver, template compilation
-    render_sms = measure_render(sms, args.render)
-    render_email = measure_render(email, args.render)
+    from config.runtime import startup_objects_freeze
+
+    startup_objects_freeze()  # as a dispatch worker does once it has started
+    n = max(1, args.render // 1000)
+    batches = claimed_batches((2 * n + 1) * 1000)  # each channel renders members of its own
+    measure_render(sms, batches[:1])  # warm-up: URL resolver, template compilation
+    render_sms = measure_render(sms, batches[1 : 1 + n])
+    render_email = measure_render(email, batches[1 + n :])
     clear_messages()
     regular = None if args.no_regular else measure_regular(sms, email)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -16,6 +16,7 @@ variable the registry does not know is refused when it is saved, naming the vari
 from __future__ import annotations
 
 import datetime as dt
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -25,13 +26,15 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
-from django.db.models import OuterRef, Q, Subquery, Sum
+from django.db.models import OuterRef, Subquery, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, override, pgettext
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import escape as html_escape
 
 import communications.lookups  # noqa: F401  (the ``__any`` lookup)
 
@@ -53,13 +56,15 @@ class Metavariable:
     example: Any
 
 
-Loader = Callable[[list[int], dt.datetime], dict[int, dict[str, Any]]]
+Loader = Callable[[list[int], dt.datetime, set[str]], dict[int, dict[str, Any]]]
 
 
 class MetavariableRegistry:
     """Variables by name, and for each group the loader that fills its variables for a
-    batch of members (``loader(member_ids, now) -> {member_id: {name: value}}``). Groups
-    without a loader (``event``, ``links``, ``offer``) are filled by the caller."""
+    batch of members (``loader(member_ids, now, groups) -> {member_id: {name: value}}``,
+    ``groups`` being those of its groups the batch needs: one loader may serve several
+    groups that come from the same rows). Groups without a loader (``event``, ``links``,
+    ``offer``) are filled by the caller."""
 
     def __init__(self) -> None:
         self._vars: dict[str, Metavariable] = {}
@@ -70,9 +75,10 @@ class MetavariableRegistry:
             raise ValueError(f"metavariable {name!r} is registered twice")
         self._vars[name] = Metavariable(name, label, group, example)
 
-    def loader(self, group: str) -> Callable[[Loader], Loader]:
+    def loader(self, *groups: str) -> Callable[[Loader], Loader]:
         def decorator(fn: Loader) -> Loader:
-            self._loaders[group] = fn
+            for group in groups:
+                self._loaders[group] = fn
             return fn
 
         return decorator
@@ -91,11 +97,14 @@ class MetavariableRegistry:
 
     def load(self, groups: set[str], member_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
         values: dict[int, dict[str, Any]] = defaultdict(dict)
+        if not member_ids:
+            return values
+        by_loader: dict[Loader, set[str]] = {}
         for group in sorted(groups):
-            loader = self._loaders.get(group)
-            if loader is None or not member_ids:
-                continue
-            for member_id, row in loader(member_ids, now).items():
+            if (loader := self._loaders.get(group)) is not None:
+                by_loader.setdefault(loader, set()).add(group)
+        for loader, wanted in by_loader.items():
+            for member_id, row in loader(member_ids, now, wanted).items():
                 values[member_id].update(row)
         return values
 
@@ -203,21 +212,84 @@ def _compiled(part: str, source: str):
 
 
 @lru_cache(maxsize=2048)
-def _plan(part: str, source: str) -> tuple[Any, tuple[str, ...], bool]:
-    """(compiled template, the names it reads, whether it has statements)."""
-    names = tuple(sorted(template_variables(source))) if source else ()
-    return _compiled(part, source), names, "{%" in source
+def names_read(source: str) -> frozenset[str]:
+    """``template_variables``, remembered per source (raises ``TemplateSyntaxError``)."""
+    return frozenset(template_variables(source)) if source else frozenset()
 
 
-def render_part(part: str, source: str, context: dict[str, Any]) -> str:
+_TEXT, _NAME, _IF = 0, 1, 2
+
+
+def _pieces_of(body: list) -> tuple | None:
+    pieces: list[tuple] = []
+    for node in body:
+        if isinstance(node, nodes.Output):
+            for child in node.nodes:
+                if isinstance(child, nodes.TemplateData):
+                    pieces.append((_TEXT, child.data))
+                elif isinstance(child, nodes.Name) and child.ctx == "load":
+                    pieces.append((_NAME, child.name))
+                else:
+                    return None
+        elif isinstance(node, nodes.If) and isinstance(node.test, nodes.Name) and node.test.ctx == "load":
+            otherwise = node.else_
+            if node.elif_:  # elif: an if in the else branch
+                first, *rest = node.elif_
+                otherwise = [nodes.If(first.test, first.body, rest, node.else_)]
+            then, other = _pieces_of(node.body), _pieces_of(otherwise)
+            if then is None or other is None:
+                return None
+            pieces.append((_IF, node.test.name, then, other))
+        else:
+            return None
+    return tuple(pieces)
+
+
+def _pieces(source: str) -> tuple | None:
+    """A template of only text, ``{{ name }}`` and ``{% if name %}`` (with ``elif`` /
+    ``else``) — most SMS texts, email subjects and simple HTML — as pieces taken from
+    the parsed template, so the text is exactly what Jinja2 would output: ``(_TEXT,
+    text)``, ``(_NAME, name)``, ``(_IF, name, pieces if true, pieces if false)``.
+    ``None`` for anything else (loops, filters, attributes, expressions)."""
+    return _pieces_of(_text_env.parse(source).body)
+
+
+@lru_cache(maxsize=2048)
+def _plan(part: str, source: str) -> tuple[Any, tuple[str, ...], bool, tuple | None]:
+    """(compiled template, the names it reads, whether it has statements, its pieces
+    when it is only text and names)."""
+    return _compiled(part, source), tuple(sorted(names_read(source))), "{%" in source, _pieces(source)
+
+
+def render_part(part: str, source: str, context: dict[str, Any], memo: dict | None = None) -> str:
     """Render one part, stopping past ``MAX_OUTPUT`` characters or ``RENDER_SECONDS``.
 
     The template gets a context of only the names it reads, used as its own (not
     copied): the sandbox's checks are compiled into the template, so this only saves
-    the per-render merge of a large dictionary."""
+    the per-render merge of a large dictionary. With ``memo`` (one per batch), a part
+    already rendered from the same values is not rendered again: templates see plain
+    values only, so the same values give the same text (an email subject "{{ first_name
+    }}, ..." is rendered once per distinct first name in the batch)."""
     try:
-        template, names, statements = _plan(part, source)
+        template, names, statements, pieces = _plan(part, source)
         local = {name: context[name] for name in names if name in context}
+        key = None
+        if memo is not None:
+            key = (part, source, *local.values())
+            try:
+                if (hit := memo.get(key)) is not None:
+                    return hit
+            except TypeError:  # a dict value (balances, event): not hashable, rendered as usual
+                key = None
+        if pieces is not None:  # text, names and ifs only: joined here, as Jinja2 would output them
+            chunks: list[str] = []
+            _join_pieces(pieces, local, html_escape if part in HTML_PARTS else str, chunks)
+            out = "".join(chunks)
+            if len(out) > MAX_OUTPUT:
+                raise RenderError(_("The rendered text is too long."))
+            if key is not None:
+                memo[key] = out
+            return out
         local["range"] = _safe_range
         if not statements:  # no loops: one plain render is cheapest
             out = template.environment.concat(
@@ -225,6 +297,8 @@ def render_part(part: str, source: str, context: dict[str, Any]) -> str:
             )
             if len(out) > MAX_OUTPUT:
                 raise RenderError(_("The rendered text is too long."))
+            if key is not None:
+                memo[key] = out
             return out
         deadline = time.monotonic() + RENDER_SECONDS
         chunks, size = [], 0
@@ -233,22 +307,71 @@ def render_part(part: str, source: str, context: dict[str, Any]) -> str:
             size += len(chunk)
             if size > MAX_OUTPUT:
                 raise RenderError(_("The rendered text is too long."))
-            if time.monotonic() > deadline:
+            if not len(chunks) & 15 and time.monotonic() > deadline:  # the clock every 16 pieces
                 raise RenderError(_("The template took too long to render."))
-        return "".join(chunks)
+        out = "".join(chunks)
+        if key is not None:
+            memo[key] = out
+        return out
     except RenderError:
         raise
     except Exception as exc:  # undefined values, sandbox refusals, type errors in expressions
         raise RenderError(f"{exc.__class__.__name__}: {exc}") from exc
 
 
-def render_parts(parts: dict[str, str], context: dict[str, Any]) -> dict[str, str]:
+_SEPARATOR = "\x1e"  # ASCII record separator: in no template, and no value a template may show
+
+
+def _join_pieces(pieces: tuple, values: dict[str, Any], convert, out: list[str]) -> None:
+    for piece in pieces:
+        kind, name = piece[0], piece[1]
+        if kind == _TEXT:
+            out.append(name)
+            continue
+        if name not in values:
+            raise RenderError(f"UndefinedError: '{name}' is undefined")
+        if kind == _NAME:
+            out.append(convert(values[name]))
+        else:
+            _join_pieces(piece[2] if values[name] else piece[3], values, convert, out)
+
+
+def render_parts(parts: dict[str, str], context: dict[str, Any], memo: dict | None = None) -> dict[str, str]:
+    """Render every part. Plain text parts without statements (an email's subject,
+    preheader and text) go through the sandbox as one template, split again after."""
     from communications.models.templates import LITERAL_PARTS
 
+    done: dict[str, str] = {}
+    plain = [
+        key
+        for key, source in parts.items()
+        if key not in LITERAL_PARTS
+        and key not in HTML_PARTS
+        and "{%" not in source
+        and _SEPARATOR not in source
+    ]
+    if len(plain) > 1:
+        try:
+            pieces = render_part("text", _SEPARATOR.join(parts[k] for k in plain), context, memo).split(
+                _SEPARATOR
+            )
+        except RenderError:
+            pieces = []  # one by one below, so the error names its own part
+        if len(pieces) == len(plain) and all(len(piece) <= MAX_OUTPUT for piece in pieces):
+            done = dict(zip(plain, pieces, strict=True))
     return {
-        key: (source if key in LITERAL_PARTS else render_part(key, source, context))
+        key: (
+            done[key]
+            if key in done
+            else source
+            if key in LITERAL_PARTS
+            else render_part(key, source, context, memo)
+        )
         for key, source in parts.items()
     }
+
+
+_BODY_TAG = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 
 
 def content_from_parts(channel: str, rendered: dict[str, str]) -> dict[str, str]:
@@ -261,10 +384,9 @@ def content_from_parts(channel: str, rendered: dict[str, str]) -> dict[str, str]
 
         hidden = f'<div style="display:none;max-height:0;overflow:hidden">{escape(preheader)}</div>'
         html = content["html"]
-        idx = html.lower().find("<body")
-        if idx >= 0:
-            end = html.find(">", idx) + 1
-            content["html"] = html[:end] + hidden + html[end:]
+        body = _BODY_TAG.search(html)
+        if body:
+            content["html"] = html[: body.end()] + hidden + html[body.end() :]
         else:
             content["html"] = hidden + html
     return content
@@ -282,14 +404,18 @@ class RenderJob:
     extra: dict[str, Any]
 
 
-def needed_groups(parts: dict[str, str]) -> set[str]:
+def _names_read(parts: dict[str, str]) -> set[str]:
     names: set[str] = set()
     for source in parts.values():
         try:
-            names |= template_variables(source)
+            names |= names_read(source)
         except TemplateSyntaxError:
             continue
-    return metavariables.groups_of(names)
+    return names
+
+
+def needed_groups(parts: dict[str, str]) -> set[str]:
+    return metavariables.groups_of(_names_read(parts))
 
 
 def contexts_load(member_ids: list[int], groups: set[str], *, now: dt.datetime | None = None):
@@ -300,31 +426,34 @@ def render_batch(jobs: list[RenderJob], *, now: dt.datetime | None = None) -> di
     """Render every job; the result maps each job's key to its rendered parts or to the
     ``RenderError`` that stopped it. One query per metavariable group for the batch."""
     now = now or timezone.now()
-    groups: set[str] = set()
-    by_parts: dict[int, set[str]] = {}
+    names: set[str] = set()
+    seen: set[int] = set()
     for job in jobs:
-        key = id(job.parts)
-        if key not in by_parts:
-            by_parts[key] = needed_groups(job.parts)
-        groups |= by_parts[key]
+        if id(job.parts) not in seen:
+            seen.add(id(job.parts))
+            names |= _names_read(job.parts)
+    groups = metavariables.groups_of(names)
     member_ids = sorted({j.member_id for j in jobs if j.member_id})
-    values = _dates_localised(metavariables.load(groups, member_ids, now))
+    values = _dates_localised(metavariables.load(groups, member_ids, now), names)
     defaults = _defaults()
     out: dict[Any, dict | RenderError] = {}
+    memo: dict = {}
     for job in jobs:
         context = {**defaults, **values.get(job.member_id, {}), **job.extra}
         try:
-            out[job.key] = render_parts(job.parts, context)
+            out[job.key] = render_parts(job.parts, context, memo)
         except RenderError as exc:
             out[job.key] = exc
     return out
 
 
-def _dates_localised(values: dict[int, dict[str, Any]]) -> dict[int, dict[str, Any]]:
-    """Loaders give dates as dates; each member sees them in their own language."""
-    dated = [
-        m for m, row in values.items() if any(isinstance(row.get(name), dt.date) for name in DATE_VARIABLES)
-    ]
+def _dates_localised(values: dict[int, dict[str, Any]], names: set[str]) -> dict[int, dict[str, Any]]:
+    """Loaders give dates as dates; each member sees the ones the templates read in
+    their own language."""
+    date_names = [name for name in DATE_VARIABLES if name in names]
+    if not date_names:
+        return values
+    dated = [m for m, row in values.items() if any(isinstance(row.get(name), dt.date) for name in date_names)]
     if not dated:
         return values
     languages = {m: values[m]["_language"] for m in dated if "_language" in values[m]}
@@ -336,7 +465,7 @@ def _dates_localised(values: dict[int, dict[str, Any]]) -> dict[int, dict[str, A
     for member_id in dated:
         row = values[member_id]
         language = languages.get(member_id, "")
-        for name in DATE_VARIABLES:
+        for name in date_names:
             value = row.get(name)
             if isinstance(value, dt.date):
                 row[name] = date_text(value, language)
@@ -378,7 +507,7 @@ def date_text(value: dt.date | dt.datetime | None, language: str = "") -> str:
     if isinstance(value, dt.datetime):
         value = timezone.localtime(value).date()
     if (language or settings.LANGUAGE_CODE).startswith("ru"):
-        return value.strftime("%d.%m.%Y")
+        return f"{value.day:02d}.{value.month:02d}.{value.year}"
     return f"{value.day} {value.strftime('%b %Y')}"
 
 
@@ -439,27 +568,28 @@ def _salutation(first: str, middle: str, gender: str, language: str) -> str:
 
 
 @metavariables.loader(MEMBER)
-def _member_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
+def _member_values(member_ids: list[int], now: dt.datetime, groups: set[str]) -> dict[int, dict[str, Any]]:
     from loyalty.models import Member
 
-    rows = Member.objects.filter(pk__any=member_ids).values(
+    rows = Member.objects.filter(pk__any=member_ids).values_list(
         "id", "first_name", "last_name", "middle_name", "gender", "birth_date", "city",
         "referral_code", "language", "status__name",
     )  # fmt: skip
     currency = getattr(settings, "LOYALTY", {}).get("CURRENCY", "RUB")
+    default_language = settings.LANGUAGE_CODE
     out = {}
-    for r in rows:
-        language = r["language"] or settings.LANGUAGE_CODE
-        out[r["id"]] = {
-            "first_name": r["first_name"],
-            "last_name": r["last_name"],
-            "middle_name": r["middle_name"],
-            "full_name": " ".join(p for p in (r["first_name"], r["middle_name"], r["last_name"]) if p),
-            "salutation": _salutation(r["first_name"], r["middle_name"], r["gender"], language),
-            "birth_date": r["birth_date"] or "",
-            "status": r["status__name"] or "",
-            "city": r["city"],
-            "referral_code": r["referral_code"],
+    for pk, first, last, middle, gender, birth_date, city, referral_code, language, status in rows:
+        language = language or default_language
+        out[pk] = {
+            "first_name": first,
+            "last_name": last,
+            "middle_name": middle,
+            "full_name": " ".join(p for p in (first, middle, last) if p),
+            "salutation": _salutation(first, middle, gender, language),
+            "birth_date": birth_date or "",
+            "status": status or "",
+            "city": city,
+            "referral_code": referral_code,
             "currency": currency,
             "_language": language,  # not a metavariable: dates are shown in it
         }
@@ -467,7 +597,7 @@ def _member_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[st
 
 
 @metavariables.loader(CARD)
-def _card_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
+def _card_values(member_ids: list[int], now: dt.datetime, groups: set[str]) -> dict[int, dict[str, Any]]:
     """The member's card: the newest activated one, else the newest issued."""
     from loyalty.models import Card
     from loyalty.models.cards import CardState
@@ -483,63 +613,65 @@ def _card_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[str,
     return out
 
 
-@metavariables.loader(BALANCE)
-def _balance_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
-    from loyalty.models import BonusAccount
+@metavariables.loader(BALANCE, ACTIVATING, EXPIRING)
+def _ledger_values(member_ids: list[int], now: dt.datetime, groups: set[str]) -> dict[int, dict[str, Any]]:
+    """Balances, and the next bonuses to activate and to expire: the first day (in the
+    program's time zone) on which any of the member's lot remainders activate or expire,
+    all currencies, and the sum due that day. The accounts in one query; the lots
+    summed by account and day in the database, one query per kind."""
+    from loyalty.models import BonusAccount, LotRemainder
 
-    out: dict[int, dict[str, Any]] = {}
-    for member_id, code, is_default, available, pending in BonusAccount.objects.filter(
-        member_id__any=member_ids
-    ).values_list("member_id", "currency__code", "currency__is_default", "available", "pending"):
-        row = out.setdefault(member_id, {"balance": "0", "balances": {}, "pending": Decimal(0)})
-        row["balances"][code] = amount_text(available)
-        row["pending"] += pending
-        if is_default:
-            row["balance"] = row["balances"][code]
-    for row in out.values():
-        row["pending"] = amount_text(row["pending"])
-    return out
-
-
-def _lots_next(member_ids: list[int], now: dt.datetime, *, field: str, amount: str, extra: Q):
-    """Per member, the earliest upcoming date of ``field`` among lot remainders and the
-    sum of ``amount`` on that date (both in one grouped query)."""
-    from loyalty.models import LotRemainder
-
-    rows = (
-        LotRemainder.objects.filter(extra, account__member_id__any=member_ids, **{f"{field}__gt": now})
-        .values("account__member_id", field)
-        .annotate(total=Sum(amount))
-        .order_by("account__member_id", field)
-        .values_list("account__member_id", field, "total")
+    accounts = list(
+        BonusAccount.objects.filter(member_id__any=member_ids).values_list(
+            "pk", "member_id", "currency__code", "currency__is_default", "available", "pending"
+        )
     )
-    out: dict[int, tuple] = {}
-    for member_id, when, total in rows:
-        if member_id not in out:
-            out[member_id] = (when, total)
+    out: dict[int, dict[str, Any]] = {}
+    if BALANCE in groups:
+        for _pk, member_id, code, is_default, available, pending in accounts:
+            row = out.setdefault(member_id, {"balance": "0", "balances": {}, "pending": Decimal(0)})
+            row["balances"][code] = amount_text(available)
+            row["pending"] += pending
+            if is_default:
+                row["balance"] = row["balances"][code]
+        for row in out.values():
+            row["pending"] = amount_text(row["pending"])
+    if not accounts:
+        return out
+    owner = {pk: member_id for pk, member_id, *_rest in accounts}
+    tz = timezone.get_current_timezone()
+    for group, field, amount in (
+        (ACTIVATING, "activates_at", "pending"),
+        (EXPIRING, "expires_at", "available"),
+    ):
+        if group not in groups:
+            continue
+        first: dict[int, list] = {}
+        for account_id, day, total in (
+            LotRemainder.objects.filter(
+                account_id__any=list(owner), **{f"{field}__gt": now, f"{amount}__gt": 0}
+            )
+            .annotate(day=TruncDate(field, tzinfo=tz))
+            .values("account_id", "day")
+            .annotate(total=Sum(amount))
+            .values_list("account_id", "day", "total")
+            .order_by()
+        ):
+            member_id = owner[account_id]
+            seen = first.get(member_id)
+            if seen is None or day < seen[0]:
+                first[member_id] = [day, total]
+            elif day == seen[0]:
+                seen[1] += total
+        for member_id, (day, total) in first.items():
+            row = out.setdefault(member_id, {})
+            row[f"{group}_amount"] = amount_text(total)
+            row[f"{group}_date"] = day
     return out
-
-
-@metavariables.loader(ACTIVATING)
-def _activating_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
-    found = _lots_next(member_ids, now, field="activates_at", amount="pending", extra=Q(pending__gt=0))
-    return {
-        m: {"activating_amount": amount_text(total), "activating_date": timezone.localtime(when).date()}
-        for m, (when, total) in found.items()
-    }
-
-
-@metavariables.loader(EXPIRING)
-def _expiring_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
-    found = _lots_next(member_ids, now, field="expires_at", amount="available", extra=Q(available__gt=0))
-    return {
-        m: {"expiring_amount": amount_text(total), "expiring_date": timezone.localtime(when).date()}
-        for m, (when, total) in found.items()
-    }
 
 
 @metavariables.loader(PURCHASE)
-def _purchase_values(member_ids: list[int], now: dt.datetime) -> dict[int, dict[str, Any]]:
+def _purchase_values(member_ids: list[int], now: dt.datetime, groups: set[str]) -> dict[int, dict[str, Any]]:
     from loyalty.models import Member, Receipt
     from loyalty.models.receipts import ReceiptKind, ReceiptState
 

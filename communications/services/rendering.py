@@ -14,10 +14,17 @@ from typing import Any
 
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from jinja2 import TemplateSyntaxError
 
 from communications.models import MessageTemplate
 from communications.services.tracking import _base, unsubscribe_url
-from communications.templating import RenderError, RenderJob, content_from_parts, render_batch
+from communications.templating import (
+    RenderError,
+    RenderJob,
+    content_from_parts,
+    names_read,
+    render_batch,
+)
 
 _SAMPLE_REF = "00000000-0000-0000-0000-000000000000"
 _view_pattern: str | None = None
@@ -53,6 +60,18 @@ def templates_load(ids: set[int]) -> dict[int, MessageTemplate]:
     return {t.pk: t for t in MessageTemplate.objects.filter(pk__in=ids)}
 
 
+def _links_used(parts: dict[str, str]) -> tuple[bool, bool]:
+    """Whether the parts read the unsubscribe and view-online links (built per message
+    only when they do)."""
+    names: set[str] = set()
+    for source in parts.values():
+        try:
+            names |= names_read(source)
+        except TemplateSyntaxError:
+            continue
+    return "unsubscribe_url" in names, "view_online_url" in names
+
+
 def rows_render(rows: list[dict], *, now: dt.datetime) -> tuple[list[dict], dict[int, str]]:
     """Fill ``content`` of claimed rows that carry a ``render`` reference. Returns the
     rows ready to send and ``{message id: reason}`` for those that could not render."""
@@ -61,6 +80,7 @@ def rows_render(rows: list[dict], *, now: dt.datetime) -> tuple[list[dict], dict
         return rows, {}
     templates = templates_load({int(r["render"].get("template") or 0) for r in pending})
     parts = {pk: t.parts() for pk, t in templates.items()}  # one dict per template: parsed once
+    links = {pk: _links_used(p) for pk, p in parts.items()}
     jobs: list[RenderJob] = []
     failed: dict[int, str] = {}
     for r in pending:
@@ -69,12 +89,14 @@ def rows_render(rows: list[dict], *, now: dt.datetime) -> tuple[list[dict], dict
         if template is None:
             failed[r["id"]] = _("the message template was deleted")
             continue
-        extra: dict[str, Any] = {
-            "event": ref.get("event") or {},
-            "offer": ref.get("offer") or {},
-            "unsubscribe_url": unsubscribe_url(r["ref"]),
-            "view_online_url": view_online_url(r["ref"]),
-        }
+        extra: dict[str, Any] = {"event": ref.get("event") or {}, "offer": ref.get("offer") or {}}
+        unsubscribe, view_online = links[template.pk]
+        if unsubscribe or view_online:
+            ref_text = str(r["ref"])
+            if unsubscribe:
+                extra["unsubscribe_url"] = unsubscribe_url(ref_text)
+            if view_online:
+                extra["view_online_url"] = view_online_url(ref_text)
         jobs.append(RenderJob(r["id"], r["member_id"], parts[template.pk], extra))
     results = render_batch(jobs, now=now)
     by_id = {r["id"]: r for r in pending}

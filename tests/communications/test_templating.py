@@ -170,3 +170,45 @@ def test_a_salutation_follows_gender_and_language(db):
     man = factories.MemberFactory(first_name="Иван", middle_name="Петрович", gender="male", language="ru")
     assert render_for_member({"text": "{{ salutation }}"}, woman.pk)["text"] == "Уважаемая Ольга Ивановна"
     assert render_for_member({"text": "{{ salutation }}"}, man.pk)["text"] == "Уважаемый Иван Петрович"
+
+
+def test_templates_of_text_names_and_ifs_render_as_jinja_renders_them():
+    from decimal import Decimal
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from communications.templating import _compiled, _plan, render_part
+
+    names = ["first_name", "balance", "expiring_date"]
+    text = st.text(
+        alphabet=st.characters(blacklist_characters="{}%#\x1e", blacklist_categories=("Cs",)), max_size=12
+    )
+    value = st.one_of(text, st.integers(), st.decimals(allow_nan=False, allow_infinity=False, places=2))
+    output = st.one_of(text, st.sampled_from(names).map(lambda n: "{{ " + n + " }}"))
+    flat = st.lists(output, max_size=4).map("".join)
+    spaces = st.sampled_from(["", "\n", "  ", "\n  "])
+    branch = st.tuples(st.sampled_from(names), flat, flat, st.booleans(), spaces).map(
+        lambda b: (
+            f"{b[4]}{{% if {b[0]} %}}{b[1]}{{% elif {b[0]} %}}{b[2]}{{% endif %}}{b[4]}"
+            if b[3]
+            else f"{b[4]}{{% if {b[0]} %}}{b[1]}{{% else %}}{b[2]}{{% endif %}}{b[4]}"
+        )
+    )
+    piece = st.one_of(output, branch)
+    falsy_or_not = st.one_of(value, st.sampled_from(["", 0, None]))
+
+    @settings(max_examples=400, deadline=None)
+    @given(st.lists(piece, min_size=1, max_size=6), st.fixed_dictionaries({n: falsy_or_not for n in names}))
+    def check(parts, values):
+        source = "".join(parts)
+        for part in ("text", "html"):
+            assert _plan(part, source)[3] is not None  # the fast path is the one under test
+            jinja = _compiled(part, source).render(**values)
+            assert render_part(part, source, values) == jinja
+
+    check()
+    assert _plan("text", "{{ balance|round }}")[3] is None
+    assert _plan("text", "{% for x in range(3) %}{{ x }}{% endfor %}")[3] is None
+    assert render_part("html", "<b>{{ first_name }}</b>", {"first_name": "<O&K>"}) == "<b>&lt;O&amp;K&gt;</b>"
+    assert render_part("text", "{{ balance }}", {"balance": Decimal("1.50")}) == "1.50"
