@@ -261,34 +261,21 @@ def _plan(part: str, source: str) -> tuple[Any, tuple[str, ...], bool, tuple | N
     return _compiled(part, source), tuple(sorted(names_read(source))), "{%" in source, _pieces(source)
 
 
-def render_part(part: str, source: str, context: dict[str, Any], memo: dict | None = None) -> str:
+def render_part(part: str, source: str, context: dict[str, Any]) -> str:
     """Render one part, stopping past ``MAX_OUTPUT`` characters or ``RENDER_SECONDS``.
 
     The template gets a context of only the names it reads, used as its own (not
     copied): the sandbox's checks are compiled into the template, so this only saves
-    the per-render merge of a large dictionary. With ``memo`` (one per batch), a part
-    already rendered from the same values is not rendered again: templates see plain
-    values only, so the same values give the same text (an email subject "{{ first_name
-    }}, ..." is rendered once per distinct first name in the batch)."""
+    the per-render merge of a large dictionary."""
     try:
         template, names, statements, pieces = _plan(part, source)
         local = {name: context[name] for name in names if name in context}
-        key = None
-        if memo is not None:
-            key = (part, source, *local.values())
-            try:
-                if (hit := memo.get(key)) is not None:
-                    return hit
-            except TypeError:  # a dict value (balances, event): not hashable, rendered as usual
-                key = None
         if pieces is not None:  # text, names and ifs only: joined here, as Jinja2 would output them
             chunks: list[str] = []
             _join_pieces(pieces, local, html_escape if part in HTML_PARTS else str, chunks)
             out = "".join(chunks)
             if len(out) > MAX_OUTPUT:
                 raise RenderError(_("The rendered text is too long."))
-            if key is not None:
-                memo[key] = out
             return out
         local["range"] = _safe_range
         if not statements:  # no loops: one plain render is cheapest
@@ -297,8 +284,6 @@ def render_part(part: str, source: str, context: dict[str, Any], memo: dict | No
             )
             if len(out) > MAX_OUTPUT:
                 raise RenderError(_("The rendered text is too long."))
-            if key is not None:
-                memo[key] = out
             return out
         deadline = time.monotonic() + RENDER_SECONDS
         chunks, size = [], 0
@@ -309,17 +294,11 @@ def render_part(part: str, source: str, context: dict[str, Any], memo: dict | No
                 raise RenderError(_("The rendered text is too long."))
             if not len(chunks) & 15 and time.monotonic() > deadline:  # the clock every 16 pieces
                 raise RenderError(_("The template took too long to render."))
-        out = "".join(chunks)
-        if key is not None:
-            memo[key] = out
-        return out
+        return "".join(chunks)
     except RenderError:
         raise
     except Exception as exc:  # undefined values, sandbox refusals, type errors in expressions
         raise RenderError(f"{exc.__class__.__name__}: {exc}") from exc
-
-
-_SEPARATOR = "\x1e"  # ASCII record separator: in no template, and no value a template may show
 
 
 def _join_pieces(pieces: tuple, values: dict[str, Any], convert, out: list[str]) -> None:
@@ -336,37 +315,11 @@ def _join_pieces(pieces: tuple, values: dict[str, Any], convert, out: list[str])
             _join_pieces(piece[2] if values[name] else piece[3], values, convert, out)
 
 
-def render_parts(parts: dict[str, str], context: dict[str, Any], memo: dict | None = None) -> dict[str, str]:
-    """Render every part. Plain text parts without statements (an email's subject,
-    preheader and text) go through the sandbox as one template, split again after."""
+def render_parts(parts: dict[str, str], context: dict[str, Any]) -> dict[str, str]:
     from communications.models.templates import LITERAL_PARTS
 
-    done: dict[str, str] = {}
-    plain = [
-        key
-        for key, source in parts.items()
-        if key not in LITERAL_PARTS
-        and key not in HTML_PARTS
-        and "{%" not in source
-        and _SEPARATOR not in source
-    ]
-    if len(plain) > 1:
-        try:
-            pieces = render_part("text", _SEPARATOR.join(parts[k] for k in plain), context, memo).split(
-                _SEPARATOR
-            )
-        except RenderError:
-            pieces = []  # one by one below, so the error names its own part
-        if len(pieces) == len(plain) and all(len(piece) <= MAX_OUTPUT for piece in pieces):
-            done = dict(zip(plain, pieces, strict=True))
     return {
-        key: (
-            done[key]
-            if key in done
-            else source
-            if key in LITERAL_PARTS
-            else render_part(key, source, context, memo)
-        )
+        key: (source if key in LITERAL_PARTS else render_part(key, source, context))
         for key, source in parts.items()
     }
 
@@ -437,11 +390,10 @@ def render_batch(jobs: list[RenderJob], *, now: dt.datetime | None = None) -> di
     values = _dates_localised(metavariables.load(groups, member_ids, now), names)
     defaults = _defaults()
     out: dict[Any, dict | RenderError] = {}
-    memo: dict = {}
     for job in jobs:
         context = {**defaults, **values.get(job.member_id, {}), **job.extra}
         try:
-            out[job.key] = render_parts(job.parts, context, memo)
+            out[job.key] = render_parts(job.parts, context)
         except RenderError as exc:
             out[job.key] = exc
     return out
