@@ -1,6 +1,7 @@
 from decimal import Decimal
 
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -26,7 +27,11 @@ class Receipt(models.Model):
     through ``loyalty.services.receipts``."""
 
     point_of_sale = models.ForeignKey(
-        "loyalty.PointOfSale", models.PROTECT, related_name="receipts", verbose_name=_("point of sale")
+        "loyalty.PointOfSale",
+        models.PROTECT,
+        related_name="receipts",
+        verbose_name=_("point of sale"),
+        db_index=False,  # receipt_external_id_unique leads with it
     )
     external_id = models.CharField(_("receipt id at the point of sale"), max_length=64)
     kind = models.CharField(_("kind"), max_length=8, choices=ReceiptKind.choices, default=ReceiptKind.SALE)
@@ -37,9 +42,16 @@ class Receipt(models.Model):
         blank=True,
         related_name="refunds",
         verbose_name=_("refund of"),
+        db_index=False,  # receipt_refund_of: only refunds
     )
     card = models.ForeignKey(
-        "loyalty.Card", models.PROTECT, null=True, blank=True, related_name="receipts", verbose_name=_("card")
+        "loyalty.Card",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="receipts",
+        verbose_name=_("card"),
+        db_index=False,  # receipt_card: only receipts with a card
     )
     member = models.ForeignKey(
         "loyalty.Member",
@@ -48,6 +60,7 @@ class Receipt(models.Model):
         blank=True,
         related_name="receipts",
         verbose_name=_("member"),
+        db_index=False,  # receipt_member_time_idx leads with it
     )
     state = models.CharField(
         _("state"), max_length=16, choices=ReceiptState.choices, default=ReceiptState.CALCULATED
@@ -70,9 +83,14 @@ class Receipt(models.Model):
                 fields=["point_of_sale", "kind", "external_id"], name="receipt_external_id_unique"
             )
         ]
+        # Every confirmed purchase writes each index: none repeats another's leading column.
         indexes = [
             models.Index(fields=["member", "purchased_at"], name="receipt_member_time_idx"),
             models.Index(fields=["purchased_at"], name="receipt_time_idx"),
+            models.Index(fields=["card"], name="receipt_card", condition=Q(card__isnull=False)),
+            models.Index(
+                fields=["refund_of"], name="receipt_refund_of", condition=Q(refund_of__isnull=False)
+            ),
         ]
 
     def __str__(self) -> str:
@@ -80,7 +98,12 @@ class Receipt(models.Model):
 
 
 class ReceiptLine(models.Model):
-    receipt = models.ForeignKey(Receipt, models.CASCADE, related_name="lines")
+    receipt = models.ForeignKey(
+        Receipt,
+        models.CASCADE,
+        related_name="lines",
+        db_index=False,  # receipt_line_position leads with it
+    )
     position = models.PositiveSmallIntegerField(_("position"))
     product = models.ForeignKey(
         "loyalty.Product", models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("product")
