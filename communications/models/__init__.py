@@ -32,6 +32,7 @@ from communications.models.mailings import (  # noqa: F401
     CategoryOptOut,
     Mailing,
     MailingCategory,
+    MailingRecipient,
     MailingStatus,
     Schedule,
     SubscriptionChange,

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
 
 from gateways.models import CHANNEL_CHOICES
@@ -205,6 +205,10 @@ class Mailing(models.Model):
     excluded_count = models.PositiveIntegerField(_("unreachable"), default=0)
     prepared_count = models.PositiveIntegerField(_("messages"), default=0)
     estimate = models.JSONField(_("preliminary cost"), default=dict, blank=True)
+    # When its messages expire (set when prepared) and whether recipients still wait for
+    # their message to be written (see MailingRecipient).
+    expires_at = models.DateTimeField(pgettext_lazy("mailing", "messages expire at"), null=True, blank=True)
+    recipients_waiting = models.BooleanField(default=False, editable=False)
 
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
@@ -226,3 +230,29 @@ class Mailing(models.Model):
     @property
     def editable(self) -> bool:
         return self.status == MailingStatus.DRAFT
+
+
+class MailingRecipient(models.Model):
+    """A member a launched mailing will write a message to. Preparing a mailing writes
+    these narrow rows for its whole audience at once (the members who can be reached,
+    outside the control groups, with the moment each is due); the dispatcher turns them
+    into messages a chunk at a time as it sends (``communications.services.mailings.
+    mailing_release``), deleting each row in the transaction that writes its message, so
+    a member gets at most one message per mailing however often preparation or release
+    runs. Pausing stops the release; cancelling deletes what is left."""
+
+    pk = models.CompositePrimaryKey("mailing_id", "member_id")
+    mailing = models.ForeignKey(
+        Mailing, models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
+    due_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("mailing recipient")
+        verbose_name_plural = _("mailing recipients")
+
+    def __str__(self) -> str:
+        return f"{self.mailing_id}/{self.member_id}"

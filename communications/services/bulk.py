@@ -10,6 +10,10 @@ queued message row each, rendered later at send time from the template. The uniq
 ``(origin, origin_id, occurrence, member, cascade_step)`` makes a repeat a no-op, so a
 crashed or repeated run never queues a member twice.
 
+A mailing first writes *recipients* the same way (``recipients_write``: one narrow
+row per reachable member, which is what makes preparing a million-member mailing take
+seconds), and its messages are then written from them a chunk at a time.
+
 ``audience_figures`` runs the same conditions as counts, for the preliminary cost.
 """
 
@@ -30,6 +34,7 @@ from communications.models import (
     REF_NEW_SQL,
     CategoryOptOut,
     DeviceToken,
+    MailingRecipient,
     Message,
     MessageTemplate,
     Purpose,
@@ -46,17 +51,19 @@ CONSENT = Consent._meta.db_table
 SUPPRESSION = Suppression._meta.db_table
 OPT_OUT = CategoryOptOut._meta.db_table
 DEVICE = DeviceToken._meta.db_table
+RECIPIENT = MailingRecipient._meta.db_table
 
 
 @dataclass(frozen=True)
 class Source:
-    """SQL selecting ``member_id`` (optionally ``occurrence`` text and ``event`` JSON
-    text) and its parameters."""
+    """SQL selecting ``member_id`` (optionally ``occurrence`` text, ``event`` JSON text
+    and ``due_at``) and its parameters."""
 
     sql: str
     params: tuple = ()
     has_occurrence: bool = False
     has_event: bool = False
+    has_due: bool = False  # a ``due_at`` column: when each member's message is due
 
 
 @dataclass(frozen=True)
@@ -268,6 +275,51 @@ def _param_dt(value: dt.datetime):
     return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(sep=" ")
 
 
+def _when_sql(
+    source: Source,
+    local_send: tuple[dt.date, dt.time] | None,
+    not_before: dt.datetime | None,
+    now: dt.datetime,
+) -> tuple[str, list]:
+    """When each member's message is due: the source's own ``due_at``, the local date
+    and time in each member's zone, or ``not_before`` (default now)."""
+    if source.has_due:
+        return "src.due_at", []
+    if local_send is not None:
+        when_sql, when_params = _zones_case("m.time_zone", local_moment(*local_send), member_zones())
+        return when_sql, [_param_dt(w) if isinstance(w, dt.datetime) else w for w in when_params]
+    return "%s", [_param_dt(not_before or now)]
+
+
+def recipients_write(
+    *,
+    source: Source,
+    mailing_id: int,
+    channel: str,
+    purpose: str = Purpose.MARKETING,
+    category: str = "",
+    holdouts: list[Holdout] | tuple = (),
+    not_before: dt.datetime | None = None,
+    local_send: tuple[dt.date, dt.time] | None = None,
+) -> int:
+    """Write a mailing's recipients (``MailingRecipient``): the reachable members of
+    ``source`` outside the control groups, each with the moment it is due, in one
+    statement; a repeat adds nothing. Returns how many rows were written."""
+    r = _reach(channel, purpose, category, list(holdouts))
+    where, where_params = r.where()
+    when_sql, when_params = _when_sql(source, local_send, not_before, timezone.now())
+    sql = f"""
+        INSERT INTO {RECIPIENT} (mailing_id, member_id, due_at)
+        SELECT %s, m.id, {when_sql}
+        FROM ({source.sql}) src JOIN {MEMBER} m ON m.id = src.member_id
+        WHERE {where}
+        ON CONFLICT DO NOTHING
+    """
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(sql, [mailing_id, *when_params, *source.params, *where_params])
+        return max(cursor.rowcount, 0)
+
+
 def messages_queue(
     *,
     source: Source,
@@ -326,11 +378,7 @@ def messages_queue(
     occurrence_sql, occurrence_params = (
         ("src.occurrence", []) if source.has_occurrence else ("%s", [occurrence])
     )
-    if local_send is not None:
-        when_sql, when_params = _zones_case("m.time_zone", local_moment(*local_send), member_zones())
-        when_params = [_param_dt(w) if isinstance(w, dt.datetime) else w for w in when_params]
-    else:
-        when_sql, when_params = "%s", [_param_dt(not_before or now)]
+    when_sql, when_params = _when_sql(source, local_send, not_before, now)
     json_empty = "'{}'::jsonb" if pg else "'{}'"
     communication = uuid_expr if cascade is not None else "NULL"
     where, where_params = r.where()

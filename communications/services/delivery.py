@@ -432,10 +432,13 @@ def dispatch_batch(
 ) -> DispatchReport:
     """Claim up to ``limit`` due messages of ``gateway``, apply the contact budget, send
     the rest through the rate limiter, and write the results."""
+    from communications.services.mailings import mailings_release
+
     report = DispatchReport()
     now = now or timezone.now()
     adapter = gateway_provider(gateway)
     limit = limit or adapter.max_batch
+    mailings_release(gateway=gateway, limit=limit, now=now)  # mailings' next recipients, before claiming
     token, rows = _claim(gateway, limit, now)
     report.claimed = len(rows)
     if not rows:

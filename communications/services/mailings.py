@@ -2,11 +2,17 @@
 cancel, the report and the calendar.
 
 A launched mailing is prepared once (``mailing_prepare``): its audience (a target
-audience, or a segment's snapshot) goes through ``messages_queue`` in one statement,
+audience, or a segment's snapshot) goes through ``recipients_write`` in one statement,
 which leaves out the control groups and the members who cannot be reached and writes
-one queued message per remaining member, to be rendered when sent. The unique key of a
-message (origin, mailing, member) makes preparing twice harmless, and pausing only moves
-queued messages out of the dispatcher's reach, so resuming never sends a member twice.
+one narrow recipient row per remaining member with the moment it is due. Messages are
+written from the recipients a chunk at a time (``mailing_release``): the first chunk
+right away, the rest as the dispatcher sends (it releases a batch before it claims
+one) and every minute for recipients whose local time has come. A recipient row is
+deleted in the transaction that writes its message, and the unique key of a message
+(origin, mailing, member) makes a repeat harmless, so a member gets at most one message
+per mailing. Pausing stops the release and moves queued messages out of the
+dispatcher's reach; resuming never sends a member twice; cancelling deletes the
+recipients left and cancels the queued messages. Messages are rendered when sent.
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ from decimal import Decimal
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Count, Min, Q, Sum
+from django.db.models import Count, F, Min, Q, Sum
 from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from communications.models import (
     Mailing,
+    MailingRecipient,
     MailingStatus,
     Message,
     Origin,
@@ -41,14 +48,18 @@ from communications.services.bulk import (
     marketing_holdouts,
     member_zones,
     messages_queue,
+    recipients_write,
 )
-from communications.services.delivery import message_send, messages_cancel
+from communications.services.delivery import dispatch_soon, message_send, messages_cancel
 from communications.templating import RenderError, render_for_member
 from gateways.services import gateway_for_channel
 
 # Paused messages wait here; resuming brings them back to now (or their local time).
 PAUSED_UNTIL = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
 SAMPLE_SIZE = 200
+# Messages written from recipients at once: when the mailing is prepared, and each time
+# the dispatcher or the minute's run tops its queue up.
+RELEASE_CHUNK = 5000
 
 
 # --- audience ------------------------------------------------------------------------------
@@ -213,7 +224,8 @@ def mailing_launch(*, mailing: Mailing) -> Mailing:
 
 
 def mailing_prepare(*, mailing: Mailing) -> dict:
-    """Write the mailing's messages (once; see the module docstring)."""
+    """Write the mailing's recipients and its first messages (once; see the module
+    docstring)."""
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
         if mailing.status not in (MailingStatus.PREPARING, MailingStatus.SCHEDULED):
@@ -236,20 +248,16 @@ def mailing_prepare(*, mailing: Mailing) -> dict:
             last = (
                 max(local_moment(*local)(z) for z in [*member_zones(), ""]) if local else max(not_before, now)
             )
-            written = messages_queue(
+            mailing_gateway(mailing)  # refused now, on the mailing, if nothing can send it
+            written = recipients_write(
                 source=source,
+                mailing_id=mailing.pk,
                 channel=channel,
-                template=mailing.template,
-                origin=Origin.MAILING,
-                origin_id=mailing.pk,
                 purpose=Purpose.MARKETING,
                 category=category,
-                gateway=mailing.gateway,
-                cascade=mailing.cascade,
                 holdouts=holdouts,
                 not_before=not_before,
                 local_send=local,
-                expires_at=last + dt.timedelta(hours=mailing.expires_hours),
             )
         except (ValidationError, ValueError) as exc:
             mailing.status = MailingStatus.DRAFT
@@ -259,12 +267,96 @@ def mailing_prepare(*, mailing: Mailing) -> dict:
         mailing.audience_count = figures.audience
         mailing.control_count = figures.control
         mailing.excluded_count = figures.unreachable
-        mailing.prepared_count = Message.objects.filter(origin=Origin.MAILING, origin_id=mailing.pk).count()
+        mailing.prepared_count = written
+        mailing.expires_at = last + dt.timedelta(hours=mailing.expires_hours)
+        mailing.recipients_waiting = written > 0
         mailing.prepared_at = timezone.now()
         mailing.status = MailingStatus.SENDING
         mailing.error = ""
         mailing.save()
-    return {"audience": figures.audience, "control": figures.control, "queued": written}
+        queued = mailing_release(mailing=mailing, limit=RELEASE_CHUNK, now=now)
+    return {"audience": figures.audience, "control": figures.control, "prepared": written, "queued": queued}
+
+
+def mailing_gateway(mailing: Mailing):
+    """The gateway the mailing's messages go through: its cascade's first step's, its
+    own, or the channel's default; ``ValueError`` when there is none."""
+    from gateways.services import gateway_for_channel
+
+    if mailing.cascade_id:
+        first = mailing.cascade.steps.order_by("order").select_related("gateway").first()
+        if first is None:
+            raise ValueError("the cascade has no steps")
+        if first.gateway is not None:
+            return first.gateway
+        channel = first.channel
+    else:
+        channel = mailing.channel
+    gateway = mailing.gateway or gateway_for_channel(channel)
+    if gateway is None:
+        raise ValueError(f"no enabled gateway for {channel}")
+    return gateway
+
+
+def mailing_release(*, mailing: Mailing, limit: int = RELEASE_CHUNK, now: dt.datetime | None = None) -> int:
+    """Write the messages of up to ``limit`` recipients who are due (the earliest first)
+    and delete those recipients, in one transaction; recipients who can no longer be
+    reached (consent withdrawn, address suppressed since the launch) get no message and
+    count as unreachable. Concurrent releases take different recipients (``SKIP
+    LOCKED``). Returns the messages written."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = (
+            MailingRecipient.objects.select_for_update(skip_locked=True)
+            .filter(mailing_id=mailing.pk, due_at__lte=now)
+            .order_by("due_at", "member_id")
+        )
+        ids = list(due.values_list("member_id", flat=True)[:limit])
+        if not ids:
+            if not MailingRecipient.objects.filter(mailing_id=mailing.pk).exists():
+                Mailing.objects.filter(pk=mailing.pk).update(recipients_waiting=False)
+            return 0
+        chosen = MailingRecipient.objects.filter(mailing_id=mailing.pk, member_id__any=ids)
+        sql, params = chosen.values("member_id", "due_at").query.sql_with_params()
+        written = messages_queue(
+            source=Source(sql, tuple(params), has_due=True),
+            channel=mailing_channel(mailing),
+            template=mailing.template,
+            origin=Origin.MAILING,
+            origin_id=mailing.pk,
+            purpose=Purpose.MARKETING,
+            category=mailing.category.code if mailing.category_id else "",
+            gateway=mailing.gateway,
+            cascade=mailing.cascade,
+            expires_at=mailing.expires_at,
+        )
+        chosen.delete()
+        if dropped := len(ids) - written:
+            Mailing.objects.filter(pk=mailing.pk).update(
+                prepared_count=F("prepared_count") - dropped, excluded_count=F("excluded_count") + dropped
+            )
+    return written
+
+
+def mailings_release(*, gateway, limit: int, now: dt.datetime | None = None) -> int:
+    """Top up the queue of ``gateway`` from the recipients of the mailings it sends
+    (the dispatcher calls this before each batch). Returns the messages written."""
+    released = 0
+    waiting = Mailing.objects.filter(status=MailingStatus.SENDING, recipients_waiting=True).order_by("pk")
+    for mailing in waiting.select_related("template", "category", "cascade", "gateway"):
+        try:
+            if mailing_gateway(mailing).pk != gateway.pk:
+                continue
+        except ValueError:
+            continue
+        released += mailing_release(mailing=mailing, limit=limit - released, now=now)
+        if released >= limit:
+            break
+    return released
+
+
+def _waiting_recipients(mailing: Mailing) -> int:
+    return MailingRecipient.objects.filter(mailing_id=mailing.pk).count()
 
 
 def _queued(mailing: Mailing):
@@ -280,14 +372,13 @@ def mailing_pause(*, mailing: Mailing) -> int:
         raise ValidationError(_("Only a sending or scheduled mailing can be paused."))
     mailing.status = MailingStatus.PAUSED
     mailing.save(update_fields=["status"])
-    return _queued(mailing).update(next_attempt_at=PAUSED_UNTIL)
+    return _queued(mailing).update(next_attempt_at=PAUSED_UNTIL) + _waiting_recipients(mailing)
 
 
 @transaction.atomic
 def mailing_resume(*, mailing: Mailing) -> int:
     """Go on where the pause stopped; members already sent to are not sent again (their
     messages are no longer queued)."""
-    from communications.services.delivery import dispatch_soon
 
     mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
     if mailing.status != MailingStatus.PAUSED:
@@ -320,6 +411,8 @@ def mailing_resume(*, mailing: Mailing) -> int:
         .values_list("gateway_id", flat=True)
         .distinct()
     )
+    if mailing.recipients_waiting:
+        gateways.add(mailing_gateway(mailing).pk)
     dispatch_soon(gateways)
     return moved
 
@@ -332,9 +425,11 @@ def mailing_cancel(*, mailing: Mailing) -> int:
         raise ValidationError(_("The mailing has already ended."))
     mailing.status = MailingStatus.CANCELLED
     mailing.finished_at = timezone.now()
-    mailing.save(update_fields=["status", "finished_at"])
+    mailing.recipients_waiting = False
+    mailing.save(update_fields=["status", "finished_at", "recipients_waiting"])
+    never_written, _counts = MailingRecipient.objects.filter(mailing_id=mailing.pk).delete()
     ids = list(_queued(mailing).values_list("id", flat=True))
-    return messages_cancel(ids=ids, reason=_("mailing cancelled")) if ids else 0
+    return (messages_cancel(ids=ids, reason=_("mailing cancelled")) if ids else 0) + never_written
 
 
 def mailings_start_due(*, now: dt.datetime | None = None) -> int:
@@ -352,12 +447,17 @@ def mailings_start_due(*, now: dt.datetime | None = None) -> int:
             prepare_task.delay(mailing.pk)
             started += 1
     for mailing in Mailing.objects.filter(status=MailingStatus.SENDING):
+        if mailing.recipients_waiting and mailing_release(mailing=mailing, now=now):
+            dispatch_soon([mailing_gateway(mailing).pk])  # recipients whose local time has come
         mailing_finish_if_idle(mailing=mailing, now=now)
     return started
 
 
 def mailing_finish_if_idle(*, mailing: Mailing, now: dt.datetime | None = None) -> bool:
-    """Mark a sending mailing done once none of its messages is waiting or in flight."""
+    """Mark a sending mailing done once no recipient waits for a message and none of its
+    messages is waiting or in flight."""
+    if MailingRecipient.objects.filter(mailing_id=mailing.pk).exists():
+        return False
     busy = Message.objects.filter(
         origin=Origin.MAILING,
         origin_id=mailing.pk,
@@ -456,10 +556,12 @@ def mailing_report(mailing: Mailing) -> dict:
         .annotate(n=Count("id"))
     ):
         timeline[row["h"]]["delivered"] = row["n"]
-    waiting = sum(
+    unwritten = _waiting_recipients(mailing)  # recipients whose message is not written yet
+    waiting = unwritten + sum(
         by_status.get(s, 0) for s in (Status.QUEUED, Status.SENDING, Status.FAILED_TEMPORARY, Status.CREATED)
     )
     sent = totals["sent"] or 0
+    planned = totals["total"] + unwritten
 
     def share(n: int) -> str:
         return f"{100 * n / sent:.1f}" if sent else "0"
@@ -472,7 +574,7 @@ def mailing_report(mailing: Mailing) -> dict:
         "failed": sum(by_status.get(s, 0) for s in failed_statuses),
         "reasons": reasons,
         "timeline": sorted(timeline.items()),
-        "progress": round(100 * (totals["total"] - waiting) / totals["total"]) if totals["total"] else 0,
+        "progress": round(100 * (planned - waiting) / planned) if planned else 0,
         "rates": {
             "delivered": share(totals["delivered"]),
             "opened": share(totals["opened"]),

@@ -310,3 +310,133 @@ def test_an_email_mailing_carries_subject_preheader_and_unsubscribe_link(
     assert message.status == Status.DELIVERED and eml["Subject"] == "Olga, news"
     assert "Only this week" in html and f"/m/u/{message.ref}/" in html
     assert "Dear Olga Ivanovna!" in eml.get_body(("plain",)).get_content()
+
+
+# --- recipients: messages written a chunk at a time ------------------------------------------
+@pytest.fixture
+def small_chunks(monkeypatch):
+    from communications.services import mailings
+
+    monkeypatch.setattr(mailings, "RELEASE_CHUNK", 2)
+
+
+def test_a_large_mailing_writes_recipients_and_its_messages_a_chunk_at_a_time(
+    launch, noon, small_chunks, make_gateway, make_member, audience, sms_template
+):
+    from communications.models import MailingRecipient
+
+    # given: seven members, messages written two at a time, sent three at a time
+    gateway = make_gateway("file_sms")
+    members = [make_member() for _ in range(7)]
+    fill(audience, members)
+    mailing = make_mailing(audience, sms_template)
+    # when: launched, the recipients are written and the first chunk of messages
+    launch(mailing)
+    mailing.refresh_from_db()
+    messages = Message.objects.filter(origin=Origin.MAILING, origin_id=mailing.pk)
+    assert mailing.prepared_count == 7 and messages.count() == 2
+    assert MailingRecipient.objects.filter(mailing=mailing).count() == 5
+    assert mailing_report(mailing)["waiting"] == 7
+    # and each dispatch batch writes the next messages before it claims
+    runs = 0
+    while dispatch_batch(gateway=gateway, limit=3).claimed:
+        runs += 1
+    mailings_start_due()
+    # then: everyone got exactly one message and the mailing is done
+    assert runs >= 3 and messages.filter(status=Status.DELIVERED).count() == 7
+    assert sorted(messages.values_list("member_id", flat=True)) == sorted(m.pk for m in members)
+    assert not MailingRecipient.objects.filter(mailing=mailing).exists()
+    mailing.refresh_from_db()
+    assert mailing.status == MailingStatus.DONE and mailing_report(mailing)["progress"] == 100
+
+
+def test_a_recipient_who_withdrew_consent_before_their_message_was_written_gets_none(
+    launch, noon, small_chunks, make_gateway, make_member, audience, sms_template
+):
+    gateway = make_gateway("file_sms")
+    members = [make_member() for _ in range(4)]
+    fill(audience, members)
+    mailing = make_mailing(audience, sms_template)
+    launch(mailing)
+    written = set(Message.objects.filter(origin_id=mailing.pk).values_list("member_id", flat=True))
+    late = next(m for m in members if m.pk not in written)
+    # when: a member still waiting withdraws consent, then the rest is sent
+    consent_set(member=late, channel="sms", granted=False, source="test")
+    while dispatch_batch(gateway=gateway).claimed:
+        pass
+    # then
+    mailing.refresh_from_db()
+    assert not Message.objects.filter(origin_id=mailing.pk, member=late).exists()
+    assert mailing.prepared_count == 3 and mailing.excluded_count == 1
+    assert Message.objects.filter(origin_id=mailing.pk, status=Status.DELIVERED).count() == 3
+
+
+def test_pausing_stops_writing_messages_and_cancelling_drops_the_recipients_left(
+    launch, noon, small_chunks, make_gateway, make_member, audience, sms_template
+):
+    from communications.models import MailingRecipient
+
+    gateway = make_gateway("file_sms")
+    fill(audience, [make_member() for _ in range(6)])
+    mailing = make_mailing(audience, sms_template)
+    launch(mailing)
+    # when paused: nothing is written or sent
+    assert mailing_pause(mailing=mailing) == 6
+    assert dispatch_batch(gateway=gateway).claimed == 0
+    assert Message.objects.filter(origin_id=mailing.pk).count() == 2
+    # when resumed and one batch goes out, then cancelled
+    mailing_resume(mailing=mailing)
+    dispatch_batch(gateway=gateway, limit=1)
+    cancelled = mailing_cancel(mailing=mailing)
+    # then: one sent, the rest cancelled or never written
+    messages = Message.objects.filter(origin_id=mailing.pk)
+    assert messages.filter(status=Status.DELIVERED).count() == 1 and cancelled == 5
+    assert not MailingRecipient.objects.filter(mailing=mailing).exists()
+    assert dispatch_batch(gateway=gateway).claimed == 0
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_parallel_releases_write_each_recipient_once(
+    monkeypatch, make_gateway, make_member, audience, sms_template
+):
+    import threading
+
+    from django.db import connection as thread_connection
+
+    from communications.models import MailingRecipient
+    from communications.services import mailings
+    from communications.services.mailings import mailing_release
+
+    # given: a prepared mailing of forty recipients whose messages are not written yet
+    monkeypatch.setattr(mailings, "RELEASE_CHUNK", 0)
+    make_gateway("file_sms")
+    fill(audience, [make_member() for _ in range(40)])
+    mailing = make_mailing(audience, sms_template)
+    mailing_launch(mailing=mailing)  # prepared after commit, in this process
+    assert MailingRecipient.objects.filter(mailing=mailing).count() == 40
+    mailing.refresh_from_db()
+    # when: four releases at once, five at a time, until none is left
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def release():
+        try:
+            barrier.wait()
+            while mailing_release(mailing=mailing, limit=5):
+                pass
+        except Exception as exc:  # noqa: BLE001 - asserted below
+            errors.append(exc)
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=release) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    # then: forty messages, one per member
+    messages = Message.objects.filter(origin=Origin.MAILING, origin_id=mailing.pk)
+    assert not errors and messages.count() == 40
+    assert messages.values("member_id").distinct().count() == 40
+    assert not MailingRecipient.objects.filter(mailing=mailing).exists()
