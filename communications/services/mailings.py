@@ -235,13 +235,6 @@ def mailing_prepare(*, mailing: Mailing) -> dict:
             channel = mailing_channel(mailing)
             category = mailing.category.code if mailing.category_id else ""
             holdouts = mailing_holdouts(mailing)
-            figures = audience_figures(
-                source=source,
-                channel=channel,
-                purpose=Purpose.MARKETING,
-                category=category,
-                holdouts=holdouts,
-            )
             now = timezone.now()
             local = (mailing.local_date, mailing.local_time) if mailing.schedule == Schedule.LOCAL else None
             not_before = mailing.send_at if mailing.schedule == Schedule.AT else now
@@ -249,7 +242,7 @@ def mailing_prepare(*, mailing: Mailing) -> dict:
                 max(local_moment(*local)(z) for z in [*member_zones(), ""]) if local else max(not_before, now)
             )
             mailing_gateway(mailing)  # refused now, on the mailing, if nothing can send it
-            written = recipients_write(
+            written, figures = recipients_write(
                 source=source,
                 mailing_id=mailing.pk,
                 channel=channel,
@@ -299,8 +292,8 @@ def mailing_gateway(mailing: Mailing):
 
 
 def mailing_release(*, mailing: Mailing, limit: int = RELEASE_CHUNK, now: dt.datetime | None = None) -> int:
-    """Write the messages of up to ``limit`` recipients who are due (the earliest first)
-    and delete those recipients, in one transaction; recipients who can no longer be
+    """Write the messages of up to ``limit`` recipients who are due and delete those
+    recipients, in one transaction; recipients who can no longer be
     reached (consent withdrawn, address suppressed since the launch) get no message and
     count as unreachable. Concurrent releases take different recipients (``SKIP
     LOCKED``). Returns the messages written."""
@@ -309,7 +302,7 @@ def mailing_release(*, mailing: Mailing, limit: int = RELEASE_CHUNK, now: dt.dat
         due = (
             MailingRecipient.objects.select_for_update(skip_locked=True)
             .filter(mailing_id=mailing.pk, due_at__lte=now)
-            .order_by("due_at", "member_id")
+            .order_by("member_id")  # the primary key's order: no sort of what is left
         )
         ids = list(due.values_list("member_id", flat=True)[:limit])
         if not ids:
