@@ -191,9 +191,9 @@ def measure_prepare(audience, template) -> dict:
     }
 
 
-def claimed_batches(count: int) -> list[list[dict]]:
-    """Batches of 1,000 of the prepared mailing's messages, claimed the way the
-    dispatcher claims them (leased, in their due order)."""
+def claim_batch() -> list[dict]:
+    """The prepared mailing's next 1,000 messages, written from its recipients and
+    claimed the way the dispatcher does it before each batch (leased, in due order)."""
     from django.utils import timezone
 
     from communications.services.delivery import _claim
@@ -201,16 +201,14 @@ def claimed_batches(count: int) -> list[list[dict]]:
     from gateways.models import Gateway
 
     gateway = Gateway.objects.get(channel="sms", name="bench sms")
-    batches = []
-    for _ in range(0, count, 1000):
-        mailings_release(gateway=gateway, limit=1000)  # the next recipients' messages, as dispatch does
-        batches.append(_claim(gateway, 1000, timezone.now())[1])
-    return batches
+    mailings_release(gateway=gateway, limit=1000)
+    return _claim(gateway, 1000, timezone.now())[1]
 
 
-def measure_render(template, batches: list[list[dict]]) -> float:
-    """Claimed rows rendered at send time (contexts loaded per batch from the database,
-    then the sandbox), as the dispatcher does it; the rows are given ``template``."""
+def measure_render(template, count: int) -> float:
+    """Claimed rows rendered at send time, a batch at a time as the dispatcher does it
+    (contexts loaded per batch from the database, then the sandbox); the rows are given
+    ``template``. Only the rendering is timed."""
     from django.utils import timezone
 
     from communications.services.rendering import rows_render
@@ -218,10 +216,10 @@ def measure_render(template, batches: list[list[dict]]) -> float:
     now = timezone.now()
     rendered = 0
     elapsed = 0.0
-    for batch in batches:
+    for _ in range(max(1, count // 1000)):
         rows = [
             {**r, "channel": template.channel, "content": {}, "render": {"template": template.pk, "event": {}}}
-            for r in batch
+            for r in claim_batch()
         ]
         t0 = time.perf_counter()
         ready, failed = rows_render(rows, now=now)
@@ -275,11 +273,9 @@ def main() -> None:
     from config.runtime import startup_objects_freeze
 
     startup_objects_freeze()  # as a dispatch worker does once it has started
-    n = max(1, args.render // 1000)
-    batches = claimed_batches((2 * n + 1) * 1000)  # each channel renders members of its own
-    measure_render(sms, batches[:1])  # warm-up: URL resolver, template compilation
-    render_sms = measure_render(sms, batches[1 : 1 + n])
-    render_email = measure_render(email, batches[1 + n :])
+    measure_render(sms, 1000)  # warm-up: URL resolver, template compilation
+    render_sms = measure_render(sms, args.render)
+    render_email = measure_render(email, args.render)  # members of its own: the next batches
     clear_messages()
     regular = None if args.no_regular else measure_regular(sms, email)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
