@@ -268,6 +268,8 @@ def mailing_prepare(*, mailing: Mailing) -> dict:
         mailing.error = ""
         mailing.save()
         queued = mailing_release(mailing=mailing, limit=RELEASE_CHUNK, now=now)
+        if queued:
+            dispatch_soon([mailing_gateway(mailing).pk], copies=min(4, 1 + written // 20_000))
     return {"audience": figures.audience, "control": figures.control, "prepared": written, "queued": queued}
 
 
@@ -322,6 +324,7 @@ def mailing_release(*, mailing: Mailing, limit: int = RELEASE_CHUNK, now: dt.dat
             gateway=mailing.gateway,
             cascade=mailing.cascade,
             expires_at=mailing.expires_at,
+            kick=False,  # the caller starts the dispatcher, or is the dispatcher
         )
         chosen.delete()
         if dropped := len(ids) - written:
