@@ -218,7 +218,12 @@ def measure_render(template, count: int) -> float:
     elapsed = 0.0
     for _ in range(max(1, count // 1000)):
         rows = [
-            {**r, "channel": template.channel, "content": {}, "render": {"template": template.pk, "event": {}}}
+            {
+                **r,
+                "channel": template.channel,
+                "content": {},
+                "render": {"template": template.pk, "event": {}},
+            }
             for r in claim_batch()
         ]
         t0 = time.perf_counter()
@@ -272,8 +277,9 @@ def main() -> None:
     prepare = measure_prepare(audience, sms)
     from config.runtime import startup_objects_freeze
 
-    startup_objects_freeze()  # as a dispatch worker does once it has started
-    measure_render(sms, 1000)  # warm-up: URL resolver, template compilation
+    startup_objects_freeze()  # as a dispatch worker does when it starts (config/celery.py)
+    measure_render(sms, 1000)  # warm-up: template compilation
+    measure_render(email, 1000)
     render_sms = measure_render(sms, args.render)
     render_email = measure_render(email, args.render)  # members of its own: the next batches
     clear_messages()
