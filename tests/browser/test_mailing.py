@@ -7,7 +7,15 @@ import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 
-from communications.models import Mailing, MailingStatus, Message, MessageTemplate, Origin, Status
+from communications.models import (
+    ChannelPolicy,
+    Mailing,
+    MailingStatus,
+    Message,
+    MessageTemplate,
+    Origin,
+    Status,
+)
 from gateways.models import Gateway
 from gateways.services import gateway_save
 from loyalty import roles
@@ -61,7 +69,9 @@ def create_and_launch(page, url, *, name, channel, template, audience):
 def test_marketer_sends_an_sms_and_an_email_mailing_and_watches_the_report(
     live_server, browser_page, tasks_inline
 ):
-    # given: the file gateways, three reachable members and one without consent in an audience
+    # given: the file gateways, three reachable members and one without consent in an audience,
+    # and no quiet hours: the server runs on the wall clock, which may be night in Moscow
+    ChannelPolicy.objects.update_or_create(channel="sms", defaults={"quiet_start": None, "quiet_end": None})
     gateway_save(gateway=Gateway(name="SMS outbox", provider="file_sms", price="2.5"), config={})
     gateway_save(gateway=Gateway(name="Email outbox", provider="file_email"), config={})
     audience = TargetAudience.objects.create(name="Autumn VIP")
