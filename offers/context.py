@@ -11,6 +11,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.utils import timezone
 
+from loyalty import refcache
 from loyalty.models import BonusAccount, Member, PointOfSale, Product, Receipt, ReceiptKind, ReceiptState
 from offers.engine import Context, Line, MemberInfo
 from offers.models import Counter, CounterPeriod, CounterValue, PersonalProduct
@@ -124,6 +125,17 @@ def member_info(
     return info
 
 
+# Products by SKU come from the per-process reference cache: a product's new name or
+# group reaches every process within this time; a new SKU is looked up at once.
+PRODUCT_SECONDS = 60.0
+
+
+def _products_load(skus: list[str]) -> dict[str, dict]:
+    return {
+        p["sku"]: p for p in Product.objects.filter(sku__in=skus).values("id", "sku", "name", "group__path")
+    }
+
+
 def purchase_context(
     *,
     event: str,
@@ -138,12 +150,7 @@ def purchase_context(
 ) -> Context:
     now = now or timezone.now()
     local = local_time(now, point_of_sale.time_zone)
-    products = {
-        p["sku"]: p
-        for p in Product.objects.filter(sku__in={ln.sku for ln in lines}).values(
-            "id", "sku", "name", "group__path"
-        )
-    }
+    products = refcache.cached_many("product", {ln.sku for ln in lines}, _products_load, ttl=PRODUCT_SECONDS)
     ctx_lines = []
     for i, ln in enumerate(lines):
         product = products.get(ln.sku)

@@ -1,13 +1,14 @@
 """Reads: the compiled active offers, kept in each process.
 
-``active_offers(events)`` costs one indexed query per call (the offers version); the
-offers are recompiled only when it changed (any offer saved or its status changed)."""
+``active_offers(events)`` reads the offers' version (at most once a second per process);
+the offers are recompiled only when it changed (any offer saved or its status changed)."""
 
 from __future__ import annotations
 
 import dataclasses
 import threading
 
+from loyalty import refcache
 from offers.catalog import offer_actions, offer_filters
 from offers.engine import CompiledOffer, CompiledRule
 from offers.models import Offer, OffersState, OfferStatus
@@ -16,12 +17,25 @@ _lock = threading.Lock()
 _state: dict = {"version": None, "by_event": {}, "needs": frozenset(), "by_pos": {}}
 
 
+# How long a process trusts the offers' version it read: a change made in another process
+# reaches this one within this time (the process that made it knows at once).
+VERSION_SECONDS = 1.0
+
+
 def offers_version() -> int:
+    return refcache.cached(("offers_version",), _version_read, ttl=VERSION_SECONDS)
+
+
+def _version_read() -> int:
     version = OffersState.objects.filter(pk=1).values_list("version", flat=True).first()
     if version is None:  # the row a migration creates is gone (a flushed test database)
         OffersState.objects.get_or_create(pk=1)
         return 0
     return version
+
+
+def offers_version_forget() -> None:
+    refcache.forget(("offers_version",))
 
 
 def compile_offer(offer: Offer) -> CompiledOffer:

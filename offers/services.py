@@ -31,7 +31,7 @@ from offers.models import (
     OfferStatus,
     OfferVersion,
 )
-from offers.selectors import active_offers, offers_at
+from offers.selectors import active_offers, offers_at, offers_version_forget
 
 log = logging.getLogger(__name__)
 ZERO = Decimal("0")
@@ -45,7 +45,11 @@ def limits() -> Limits:
 
 
 def _bump() -> None:
+    """A new offers version: every process recompiles its offers (this one at once, the
+    others within ``offers.selectors.VERSION_SECONDS``)."""
     OffersState.objects.filter(pk=1).update(version=F("version") + 1)
+    offers_version_forget()
+    transaction.on_commit(offers_version_forget)
 
 
 # --- offers ---------------------------------------------------------------------------

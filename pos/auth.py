@@ -12,9 +12,13 @@ from rest_framework.permissions import BasePermission
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
+from loyalty import refcache
 from pos.models import ApiKey
 
 KEYWORD = "Api-Key"
+# Keys are read through the per-process reference cache: a revoked key stops working at
+# once in the process that revoked it and within this many seconds in every other.
+KEY_SECONDS = 10.0
 # last_used_at is written at most this often per key, not on every request.
 TOUCH_EVERY = dt.timedelta(minutes=1)
 
@@ -51,10 +55,14 @@ class ApiKeyAuthentication(BaseAuthentication):
         prefix, _dot, secret = token.partition(".")
         if not prefix or not secret or len(prefix) > 16:
             raise AuthenticationFailed(_("Invalid API key."))
-        key = (
-            ApiKey.objects.select_related("partner", "point_of_sale")
-            .filter(prefix=prefix, active=True)
-            .first()
+        key = refcache.cached(
+            ("api_key", prefix),
+            lambda: (
+                ApiKey.objects.select_related("partner", "point_of_sale")
+                .filter(prefix=prefix, active=True)
+                .first()
+            ),
+            ttl=KEY_SECONDS,
         )
         if key is None or not key.secret_matches(secret):
             raise AuthenticationFailed(_("Invalid API key."))

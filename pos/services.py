@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty import refcache
 from loyalty.models import Partner, PointOfSale
 from pos.models import ApiKey, IdempotencyRecord, secret_hash
 
@@ -48,6 +49,7 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.active:
         api_key.active = False
         api_key.save(update_fields=["active"])
+    refcache.forget(("api_key", api_key.prefix))
     return api_key
 
 
