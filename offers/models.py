@@ -182,12 +182,26 @@ class PersonalProduct(models.Model):
 
 
 class OfferApplication(models.Model):
-    """What an offer did on one confirmed receipt or processed event."""
+    """What an offer did on one confirmed receipt or processed event.
 
-    offer = models.ForeignKey(Offer, models.CASCADE, related_name="applications")
-    member = models.ForeignKey("loyalty.Member", models.SET_NULL, null=True, blank=True)
-    receipt = models.ForeignKey("loyalty.Receipt", models.CASCADE, null=True, blank=True)
-    event = models.ForeignKey("loyalty.MemberEvent", models.SET_NULL, null=True, blank=True)
+    A receipt writes one row per offer that applied (dozens with hundreds of active
+    offers), so the table carries no database foreign keys (PostgreSQL checks each with
+    a trigger call per row; Django's ``on_delete`` still applies) and only the indexes
+    its readers use: by offer and time (the offer list's figures), once per offer and
+    event, and by event."""
+
+    offer = models.ForeignKey(
+        Offer, models.CASCADE, related_name="applications", db_constraint=False, db_index=False
+    )
+    member = models.ForeignKey(
+        "loyalty.Member", models.SET_NULL, null=True, blank=True, db_constraint=False, db_index=False
+    )
+    receipt = models.ForeignKey(
+        "loyalty.Receipt", models.CASCADE, null=True, blank=True, db_constraint=False, db_index=False
+    )
+    event = models.ForeignKey(
+        "loyalty.MemberEvent", models.SET_NULL, null=True, blank=True, db_constraint=False, db_index=False
+    )
     discount = models.DecimalField(_("discount"), max_digits=14, decimal_places=2, default=0)
     bonus = models.DecimalField(_("bonuses"), max_digits=14, decimal_places=2, default=0)
     at = models.DateTimeField(_("at"), default=timezone.now)
@@ -195,7 +209,12 @@ class OfferApplication(models.Model):
     class Meta:
         verbose_name = _("offer application")
         verbose_name_plural = _("offer applications")
-        indexes = [models.Index(fields=["offer", "at"], name="offer_application_at")]
+        indexes = [
+            models.Index(fields=["offer", "at"], name="offer_application_at"),
+            models.Index(
+                fields=["event"], name="offer_application_event", condition=models.Q(event__isnull=False)
+            ),
+        ]
         constraints = [
             # An event's offers run once: a concurrent second run fails and rolls back.
             models.UniqueConstraint(
