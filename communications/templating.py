@@ -357,7 +357,8 @@ class RenderJob:
     extra: dict[str, Any]
 
 
-def _names_read(parts: dict[str, str]) -> set[str]:
+def parts_names(parts: dict[str, str]) -> set[str]:
+    """The names a template's parts read (a part with a syntax error reads none)."""
     names: set[str] = set()
     for source in parts.values():
         try:
@@ -368,7 +369,7 @@ def _names_read(parts: dict[str, str]) -> set[str]:
 
 
 def needed_groups(parts: dict[str, str]) -> set[str]:
-    return metavariables.groups_of(_names_read(parts))
+    return metavariables.groups_of(parts_names(parts))
 
 
 def contexts_load(member_ids: list[int], groups: set[str], *, now: dt.datetime | None = None):
@@ -384,7 +385,7 @@ def render_batch(jobs: list[RenderJob], *, now: dt.datetime | None = None) -> di
     for job in jobs:
         if id(job.parts) not in seen:
             seen.add(id(job.parts))
-            names |= _names_read(job.parts)
+            names |= parts_names(job.parts)
     groups = metavariables.groups_of(names)
     member_ids = sorted({j.member_id for j in jobs if j.member_id})
     values = _dates_localised(metavariables.load(groups, member_ids, now), names)

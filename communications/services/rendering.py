@@ -14,7 +14,6 @@ from typing import Any
 
 from django.urls import reverse
 from django.utils.translation import gettext as _
-from jinja2 import TemplateSyntaxError
 
 from communications.models import MessageTemplate
 from communications.services.tracking import _base, unsubscribe_url
@@ -22,7 +21,7 @@ from communications.templating import (
     RenderError,
     RenderJob,
     content_from_parts,
-    names_read,
+    parts_names,
     render_batch,
 )
 
@@ -63,12 +62,7 @@ def templates_load(ids: set[int]) -> dict[int, MessageTemplate]:
 def _links_used(parts: dict[str, str]) -> tuple[bool, bool]:
     """Whether the parts read the unsubscribe and view-online links (built per message
     only when they do)."""
-    names: set[str] = set()
-    for source in parts.values():
-        try:
-            names |= names_read(source)
-        except TemplateSyntaxError:
-            continue
+    names = parts_names(parts)
     return "unsubscribe_url" in names, "view_online_url" in names
 
 
