@@ -12,10 +12,11 @@ methods, receipt amounts, weekdays, audiences, member status), then measures:
 * ``engine_*``: ``evaluate()`` of one ``--lines``-line receipt against all compiled
   offers, in this process (the pure engine; context already built);
 * ``calculate_*``: ``POST /api/v1/pos/receipts/calculate`` through gunicorn with
-  ``--workers`` processes, requests sent at ``--rate`` per second from a pool of
-  client threads (open-loop: latency includes queueing), random members and receipts;
-* ``confirm_*``: ``POST /api/v1/pos/receipts/confirm`` as fast as 8 client threads go,
-  each with its own idempotency key and receipt id (the ledger write path).
+  ``--workers`` processes, requests sent at ``--rate`` per second over up to 64
+  keep-alive connections by an asyncio client (open loop: latency from each request's
+  planned start, so it includes queueing), random members and receipts;
+* ``confirm_*``: ``POST /api/v1/pos/receipts/confirm`` as fast as 8 clients go, each
+  receipt with its own idempotency key and receipt id (the ledger write path).
 """
 
 import argparse
@@ -202,6 +203,9 @@ def engine_measure(receipts, rng) -> dict:
         )
         runs.append((ctx, offers_at(PURCHASE_CALCULATION, pos)[0]))
     caps = limits()
+    from config.runtime import startup_objects_freeze
+
+    startup_objects_freeze()  # as a web process does when it starts (config/wsgi.py)
     timings = []
     for ctx, at_pos in runs:
         for line in ctx.lines:
