@@ -1,0 +1,17 @@
+"""The OpenAPI schema view, one generation at a time per process: drf-spectacular's
+generator keeps state in class attributes, and two requests generating the schema at
+once in threads of one process fail (a 500 on ``/api/schema/``)."""
+
+import threading
+
+from drf_spectacular.views import SpectacularAPIView
+
+_generating = threading.Lock()
+
+
+class SchemaView(SpectacularAPIView):
+    permission_classes = []
+
+    def get(self, request, *args, **kwargs):
+        with _generating:
+            return super().get(request, *args, **kwargs)
