@@ -362,6 +362,25 @@ def recipients_write(
         return max(cursor.rowcount, 0), figures
 
 
+def route(
+    *, channel: str, gateway: Gateway | None = None, cascade: Cascade | None = None
+) -> tuple[str, Gateway]:
+    """The channel and gateway messages go out on: a cascade's first step's, else the
+    given gateway, else the channel's default; ``ValueError`` when there is none."""
+    from gateways.services import gateway_for_channel
+
+    step_gateway = None
+    if cascade is not None:
+        first = cascade.steps.order_by("order").select_related("gateway").first()
+        if first is None:
+            raise ValueError("the cascade has no steps")
+        channel, step_gateway = first.channel, first.gateway
+    gateway = step_gateway or gateway or gateway_for_channel(channel)
+    if gateway is None:
+        raise ValueError(f"no enabled gateway for {channel}")
+    return channel, gateway
+
+
 def messages_queue(
     *,
     source: Source,
@@ -386,18 +405,9 @@ def messages_queue(
     each member's zone; otherwise at ``not_before`` (default now). The dispatcher is
     started after commit unless ``kick`` is false."""
     from communications.services.delivery import dispatch_soon
-    from gateways.services import gateway_for_channel
 
     now = timezone.now()
-    cascade_step_gateway = None
-    if cascade is not None:
-        first = cascade.steps.order_by("order").select_related("gateway").first()
-        if first is None:
-            raise ValueError("the cascade has no steps")
-        channel, cascade_step_gateway = first.channel, first.gateway
-    gateway = cascade_step_gateway or gateway or gateway_for_channel(channel)
-    if gateway is None:
-        raise ValueError(f"no enabled gateway for {channel}")
+    channel, gateway = route(channel=channel, gateway=gateway, cascade=cascade)
     r = _reach(channel, purpose, category, list(holdouts))
     address, platform = _address_sql(channel)
     pg = _postgres()

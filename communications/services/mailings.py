@@ -49,6 +49,7 @@ from communications.services.bulk import (
     member_zones,
     messages_queue,
     recipients_write,
+    route,
 )
 from communications.services.delivery import dispatch_soon, message_send, messages_cancel
 from communications.templating import RenderError, render_for_member
@@ -274,23 +275,8 @@ def mailing_prepare(*, mailing: Mailing) -> dict:
 
 
 def mailing_gateway(mailing: Mailing):
-    """The gateway the mailing's messages go through: its cascade's first step's, its
-    own, or the channel's default; ``ValueError`` when there is none."""
-    from gateways.services import gateway_for_channel
-
-    if mailing.cascade_id:
-        first = mailing.cascade.steps.order_by("order").select_related("gateway").first()
-        if first is None:
-            raise ValueError("the cascade has no steps")
-        if first.gateway is not None:
-            return first.gateway
-        channel = first.channel
-    else:
-        channel = mailing.channel
-    gateway = mailing.gateway or gateway_for_channel(channel)
-    if gateway is None:
-        raise ValueError(f"no enabled gateway for {channel}")
-    return gateway
+    """The gateway the mailing's messages go through (``ValueError`` when none can)."""
+    return route(channel=mailing.channel, gateway=mailing.gateway, cascade=mailing.cascade)[1]
 
 
 def mailing_release(*, mailing: Mailing, limit: int = RELEASE_CHUNK, now: dt.datetime | None = None) -> int:
@@ -375,7 +361,6 @@ def mailing_pause(*, mailing: Mailing) -> int:
 def mailing_resume(*, mailing: Mailing) -> int:
     """Go on where the pause stopped; members already sent to are not sent again (their
     messages are no longer queued)."""
-
     mailing = Mailing.objects.select_for_update().get(pk=mailing.pk)
     if mailing.status != MailingStatus.PAUSED:
         raise ValidationError(_("Only a paused mailing can be resumed."))
