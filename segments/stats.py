@@ -19,7 +19,8 @@ import datetime as dt
 from decimal import Decimal
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import DateTimeField, F, Value
+from django.db.models.functions import Coalesce, Greatest, Least
 from django.utils import timezone
 
 from loyalty.models import Product, Receipt, ReceiptKind, ReceiptLine, ReceiptState
@@ -149,16 +150,12 @@ def stats_add_receipt(receipt: Receipt, *, sign: int = 1, now: dt.datetime | Non
     with transaction.atomic():
         if sign > 0:
             groups_add_receipt(receipt)
+            at = Value(receipt.purchased_at, output_field=DateTimeField())
+            changes["last_purchase_at"] = Greatest(Coalesce(F("last_purchase_at"), at), at)
+            changes["first_purchase_at"] = Least(Coalesce(F("first_purchase_at"), at), at)
         else:
             groups_recompute_member(receipt.member_id)
-        if sign > 0:
-            rows.filter(last_purchase_at__lt=receipt.purchased_at).update(
-                last_purchase_at=receipt.purchased_at
-            )
-            rows.filter(first_purchase_at__gt=receipt.purchased_at).update(
-                first_purchase_at=receipt.purchased_at
-            )
-        if rows.update(**changes):
+        if rows.update(**changes):  # one statement: the figures and the first and last purchase
             return
         if sign < 0:
             return
