@@ -724,6 +724,10 @@ def bonus_refund(
         left = plan_draw(plan, others, left, EntryKind.CLAWBACK)
         result.clawed_back += to_claw - left
         result.uncollected += left
+        if not plan.moves:
+            # Nothing to restore and nothing left to take back (the accrued points were
+            # spent or expired): no operation, the uncollected part is reported.
+            continue
         op = _write(plan)
         if op is None:
             raise _conflict(key)

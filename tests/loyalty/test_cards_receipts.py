@@ -4,7 +4,7 @@ from decimal import Decimal
 import pytest
 
 from loyalty.events import event_handlers
-from loyalty.models import CardState, MemberEvent, ReceiptState
+from loyalty.models import BonusOperation, CardState, MemberEvent, OperationKind, ReceiptState
 from loyalty.services import ledger
 from loyalty.services.cards import card_activate, card_block, card_issue, card_number_valid, card_replace
 from loyalty.services.errors import CardStateError
@@ -130,6 +130,34 @@ def test_refund_into_an_expired_lot_stays_expired(db, point_of_sale):
     account.refresh_from_db()
     assert account.available == 0
     assert result.restored_expired == 60 and result.restored == 0
+
+
+def test_refund_after_the_accrued_points_expired_takes_back_nothing(db, point_of_sale):
+    t0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    member = factories.MemberFactory()
+    receipt = receipt_record(
+        point_of_sale=point_of_sale,
+        external_id="R",
+        member=member,
+        purchased_at=t0,
+        lines=[LineInput(sku="a", quantity=Decimal(1), price=Decimal(500))],
+    )
+    receipt_confirm(
+        receipt=receipt,
+        confirm=ConfirmInput(
+            accruals=[AccrualInput(amount=Decimal(28), activates_at=t0, expires_at=t0 + dt.timedelta(days=90))]
+        ),
+    )
+    ledger.bonuses_expire(now=t0 + dt.timedelta(days=91))
+    # when the purchase comes back after its points expired, with nothing else to take
+    refund = receipt_refund(receipt=receipt, external_id="RF", at=t0 + dt.timedelta(days=96))
+    # then the refund is recorded, nothing is taken back and the balance stays at zero
+    account = ledger.account_get_or_create(member=member)
+    assert account.available == 0 and account.pending == 0
+    assert refund.bonus_accrued == 0 and refund.bonus_paid == 0
+    receipt.refresh_from_db()
+    assert receipt.state == ReceiptState.REFUNDED
+    assert not BonusOperation.objects.filter(kind=OperationKind.REFUND).exists()
 
 
 def test_events_reach_subscribers_only_after_commit(db, django_capture_on_commit_callbacks):
