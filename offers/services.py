@@ -283,9 +283,6 @@ def purchase_confirm(
     """Price the receipt again, pay ``bonus_payment`` and accrue what the offers give,
     in one transaction; the same external id at the same point of sale is one receipt."""
     now = now or timezone.now()
-    existing = Receipt.objects.filter(
-        point_of_sale=point_of_sale, external_id=external_id, kind="sale"
-    ).first()
     calc = purchase_calculate(
         point_of_sale=point_of_sale,
         lines=lines,
@@ -294,12 +291,7 @@ def purchase_confirm(
         member=member,
         now=now,
     )
-    if existing is not None and existing.state != "calculated":
-        return existing, calc
-    if bonus_payment > 0 and bonus_payment > calc.max_bonus_payment:
-        raise InsufficientBonuses(
-            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
-        )
+    # The same receipt id again returns the stored receipt (confirmed: as it is).
     receipt = receipts.receipt_record(
         point_of_sale=point_of_sale,
         external_id=external_id,
@@ -315,9 +307,13 @@ def purchase_confirm(
         purchased_at=now,
     )
     if receipt.state != "calculated":
-        # A concurrent request with the same receipt id confirmed it first: its offers'
-        # effects are recorded there, not twice.
+        # Confirmed before, or by a concurrent request with the same receipt id first: its
+        # offers' effects are recorded there, not twice.
         return receipt, calc
+    if bonus_payment > 0 and bonus_payment > calc.max_bonus_payment:
+        raise InsufficientBonuses(
+            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
+        )
     receipt = receipts.receipt_confirm(
         receipt=receipt,
         confirm=receipts.ConfirmInput(

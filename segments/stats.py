@@ -18,9 +18,8 @@ They have no windows to age: "in the last N days" compares the last purchase.
 import datetime as dt
 from decimal import Decimal
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import DateTimeField, F, Value
-from django.db.models.functions import Coalesce, Greatest, Least
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from loyalty.models import Product, Receipt, ReceiptKind, ReceiptLine, ReceiptState
@@ -140,35 +139,46 @@ def _window_changes(purchased_at: dt.datetime, total: Decimal, sign: int, now: d
     return changes
 
 
+def _stats_upsert(receipt: Receipt, now: dt.datetime) -> None:
+    """Add one sale to its member's row, making the row on the member's first purchase:
+    one ``INSERT ... ON CONFLICT DO UPDATE`` (a concurrent first purchase of the same
+    member waits on the row and adds to it)."""
+    s = _S
+    columns, values = ["count_all", "total_all"], [1, receipt.total]
+    for days in STATS_WINDOWS:
+        inside = receipt.purchased_at >= now - dt.timedelta(days=days)
+        columns += [f"count_{days}", f"total_{days}"]
+        values += [1 if inside else 0, receipt.total if inside else Decimal(0)]
+    least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
+    at = connection.ops.adapt_datetimefield_value(receipt.purchased_at)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {s} (member_id, first_purchase_at, last_purchase_at, {', '.join(columns)}) "
+            f"VALUES ({', '.join(['%s'] * (len(columns) + 3))}) "
+            f"ON CONFLICT (member_id) DO UPDATE SET "
+            + ", ".join(f"{c} = {s}.{c} + excluded.{c}" for c in columns)
+            + f", first_purchase_at = {least}(COALESCE({s}.first_purchase_at, excluded.first_purchase_at), "
+            f"excluded.first_purchase_at), last_purchase_at = {greatest}(COALESCE({s}.last_purchase_at, "
+            f"excluded.last_purchase_at), excluded.last_purchase_at)",
+            [receipt.member_id, at, at, *values],
+        )
+
+
 def stats_add_receipt(receipt: Receipt, *, sign: int = 1, now: dt.datetime | None = None) -> None:
     """Add (or with ``sign=-1`` take away) one sale to its member's figures."""
     if receipt.member_id is None or receipt.kind != ReceiptKind.SALE:
         return
     now = now or timezone.now()
-    changes = _window_changes(receipt.purchased_at, receipt.total, sign, now)
-    rows = MemberPurchaseStats.objects.filter(member_id=receipt.member_id)
     with transaction.atomic():
         if sign > 0:
             groups_add_receipt(receipt)
-            at = Value(receipt.purchased_at, output_field=DateTimeField())
-            changes["last_purchase_at"] = Greatest(Coalesce(F("last_purchase_at"), at), at)
-            changes["first_purchase_at"] = Least(Coalesce(F("first_purchase_at"), at), at)
-        else:
-            groups_recompute_member(receipt.member_id)
-        if rows.update(**changes):  # one statement: the figures and the first and last purchase
+            _stats_upsert(receipt, now)
             return
-        if sign < 0:
-            return
-        try:
-            with transaction.atomic():
-                MemberPurchaseStats.objects.create(
-                    member_id=receipt.member_id,
-                    first_purchase_at=receipt.purchased_at,
-                    last_purchase_at=receipt.purchased_at,
-                )
-        except IntegrityError:  # a concurrent purchase of the same member made the row
-            pass
-        rows.update(**changes)
+        groups_recompute_member(receipt.member_id)
+        # One statement: the figures without the sale (first and last purchase stay).
+        MemberPurchaseStats.objects.filter(member_id=receipt.member_id).update(
+            **_window_changes(receipt.purchased_at, receipt.total, sign, now)
+        )
 
 
 @transaction.atomic

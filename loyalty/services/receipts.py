@@ -78,6 +78,16 @@ def _identify(card: Card | None, member: Member | None) -> Member | None:
     return member
 
 
+def _relations_kept(given: Receipt, locked: Receipt) -> Receipt:
+    """The row read again under its lock, with the member, card and point of sale the
+    caller already loaded (when they are still the receipt's), not read a second time."""
+    for name in ("member", "card", "point_of_sale"):
+        field = Receipt._meta.get_field(name)
+        if field.is_cached(given) and getattr(given, field.attname) == getattr(locked, field.attname):
+            field.set_cached_value(locked, field.get_cached_value(given))
+    return locked
+
+
 @transaction.atomic
 def receipt_record(
     *,
@@ -162,7 +172,7 @@ def receipt_confirm(*, receipt: Receipt, confirm: ConfirmInput | None = None) ->
     account, accrue the given lots, record ``purchase_completed`` (and ``friend_purchase``
     for the member's referrer). Confirming twice is a no-op."""
     confirm = confirm or ConfirmInput()
-    receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+    receipt = _relations_kept(receipt, Receipt.objects.select_for_update().get(pk=receipt.pk))
     if receipt.state == ReceiptState.CONFIRMED:
         return receipt
     if receipt.state != ReceiptState.CALCULATED:
