@@ -1,14 +1,15 @@
 """``Idempotency-Key`` for every mutating request of the point-of-sale API.
 
-The first request with a key claims it: an ``in_progress`` record is inserted and
-committed on its own (a concurrent request with the same key loses on the unique index
-and sees the claim). The work then runs in one transaction that also stores the rendered
-response and marks the record ``done``, so the ledger and the record commit together.
-A repeat gets the stored response back byte for byte (same status, same body); the same
-key with a different method, path or body is refused with 422; a repeat while the first
-is still running gets 409. When the work fails, the claim is deleted so the client can
-retry with the same key. A claim left ``in_progress`` by a process that died (its work
-rolled back with it) is taken over after ``POS_IDEMPOTENCY_STALE_SECONDS``.
+The first request with a key claims it by inserting its record as the first statement
+of the transaction that does the work; the rendered response is stored in the same
+transaction and the record marked ``done``, so the ledger and the record commit
+together, in one commit. A concurrent request with the same key waits on the record's
+unique index until the first one ends: when it committed, the repeat gets the stored
+response back byte for byte (same status, same body); when it rolled back (the work
+failed), the repeat claims the key and does the work. The same key with a different
+method, path or body is refused with 422. An ``in_progress`` record that was committed
+(by a version that claimed keys in a transaction of their own) answers 409 until it is
+``POS_IDEMPOTENCY_STALE_SECONDS`` old, and is then taken over.
 """
 
 import datetime as dt
@@ -85,45 +86,25 @@ def _replay(record: IdempotencyRecord) -> HttpResponse:
     return response
 
 
-def _claim(api_key: ApiKey, key: str, fp: Fingerprint) -> IdempotencyRecord | HttpResponse:
-    """Our own ``in_progress`` record, or the stored response of an earlier request."""
-    for _attempt in range(3):
-        now = timezone.now()
-        try:
-            with transaction.atomic():
-                return IdempotencyRecord.objects.create(
-                    api_key=api_key,
-                    key=key,
-                    method=fp.method,
-                    path=fp.path,
-                    body_hash=fp.body_hash,
-                    created_at=now,
-                )
-        except IntegrityError:
-            pass
-        existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
-        if existing is None:  # the first request failed and let go of the key meanwhile
-            continue
-        if Fingerprint(existing.method, existing.path, existing.body_hash) != fp:
-            raise IdempotencyKeyReused(
-                _("Key %(key)s was first used for %(method)s %(path)s with another body.")
-                % {"key": key, "method": existing.method, "path": existing.path}
-            )
-        if existing.state == IdempotencyState.DONE:
-            return _replay(existing)
-        if existing.created_at < now - _stale_after():
-            taken = IdempotencyRecord.objects.filter(
-                pk=existing.pk, state=IdempotencyState.IN_PROGRESS, created_at=existing.created_at
-            ).update(created_at=now)
-            if taken:
-                existing.created_at = now
-                return existing
-        raise IdempotencyInProgress(_("Repeat the request once the first one has finished."))
+def _earlier(api_key: ApiKey, key: str, fp: Fingerprint) -> HttpResponse | None:
+    """After losing the claim: the stored response of the request that won it, or
+    ``None`` when the key is free again (its record was gone or stale)."""
+    existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+    if existing is None:  # the first request failed and let go of the key meanwhile
+        return None
+    if Fingerprint(existing.method, existing.path, existing.body_hash) != fp:
+        raise IdempotencyKeyReused(
+            _("Key %(key)s was first used for %(method)s %(path)s with another body.")
+            % {"key": key, "method": existing.method, "path": existing.path}
+        )
+    if existing.state == IdempotencyState.DONE:
+        return _replay(existing)
+    if existing.created_at < timezone.now() - _stale_after():
+        IdempotencyRecord.objects.filter(
+            pk=existing.pk, state=IdempotencyState.IN_PROGRESS, created_at=existing.created_at
+        ).delete()
+        return None
     raise IdempotencyInProgress(_("Repeat the request once the first one has finished."))
-
-
-def _release(record: IdempotencyRecord) -> None:
-    IdempotencyRecord.objects.filter(pk=record.pk, state=IdempotencyState.IN_PROGRESS).delete()
 
 
 def idempotent(handler):
@@ -137,31 +118,40 @@ def idempotent(handler):
             raise IdempotencyKeyMissing(_("Send an Idempotency-Key header with every change."))
         if not _KEY_RE.match(key):
             raise ValidationError({HEADER: [_("Use 1 to 128 visible ASCII characters.")]})
-        claimed = _claim(request.auth, key, fingerprint(request))
-        if isinstance(claimed, HttpResponse):
-            return claimed
-        stored = False
-        try:
-            with transaction.atomic():
-                response = handler(view, request, *args, **kwargs)
-                response = view.finalize_response(request, response, *args, **kwargs)
-                if hasattr(response, "render"):
-                    response.render()
-                if response.status_code < 400:
-                    IdempotencyRecord.objects.filter(pk=claimed.pk).update(
-                        state=IdempotencyState.DONE,
-                        response_status=response.status_code,
-                        response_body=response.content,
-                        response_content_type=response.get("Content-Type", ""),
+        fp = fingerprint(request)
+        for _attempt in range(3):
+            claimed = False
+            try:
+                with transaction.atomic():
+                    record = IdempotencyRecord.objects.create(
+                        api_key=request.auth,
+                        key=key,
+                        method=fp.method,
+                        path=fp.path,
+                        body_hash=fp.body_hash,
+                        created_at=timezone.now(),
                     )
-                    stored = True
-                else:  # an error answered without raising: nothing of it may stay
-                    transaction.set_rollback(True)
-        except BaseException:
-            _release(claimed)
-            raise
-        if not stored:
-            _release(claimed)
-        return response
+                    claimed = True
+                    response = handler(view, request, *args, **kwargs)
+                    response = view.finalize_response(request, response, *args, **kwargs)
+                    if hasattr(response, "render"):
+                        response.render()
+                    if response.status_code < 400:
+                        IdempotencyRecord.objects.filter(pk=record.pk).update(
+                            state=IdempotencyState.DONE,
+                            response_status=response.status_code,
+                            response_body=response.content,
+                            response_content_type=response.get("Content-Type", ""),
+                        )
+                    else:  # an error answered without raising: nothing of it may stay
+                        transaction.set_rollback(True)
+                return response
+            except IntegrityError:
+                if claimed:  # not the key: the work itself failed
+                    raise
+            earlier = _earlier(request.auth, key, fp)
+            if earlier is not None:
+                return earlier
+        raise IdempotencyInProgress(_("Repeat the request once the first one has finished."))
 
     return wrapper
