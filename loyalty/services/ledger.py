@@ -432,8 +432,8 @@ def bonus_accrue(
     if expires_at is not None and expires_at <= activates_at:
         raise ValueError("a lot must expire after it activates")
     account_id = _account_id(account)
-    if idempotency_key and (op := _replay(idempotency_key, kind=kind, account_id=account_id, amount=amount)):
-        return op
+    # No look-up first: a repeated key makes the insert write nothing (the key is unique),
+    # and the operation that holds it is returned then.
     pending = activates_at > at
     lot = LotState(None, ZERO, ZERO, activates_at, expires_at, is_new_row=True)
     plan = Plan(
@@ -452,7 +452,7 @@ def bonus_accrue(
         pending=amount if pending else ZERO,
     )
     op = _write(plan)
-    if op is None:  # the key was taken between our check and our insert
+    if op is None:  # the key was used before (a repeat) or concurrently
         return _lost_race(idempotency_key, kind=kind, account_id=account_id, amount=amount)
     return op
 
