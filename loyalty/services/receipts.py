@@ -109,7 +109,8 @@ def receipt_record(
     member = _identify(card, member)
     if not lines:
         raise ValidationError({"lines": _("A receipt needs at least one line.")})
-    products = {p.sku: p for p in Product.objects.filter(sku__in=[ln.sku for ln in lines])}
+    found = Product.objects.filter(sku__in=[ln.sku for ln in lines]).values_list("sku", "pk", "name")
+    products = {sku: (pk, name) for sku, pk, name in found}
     methods = {m.code: m for m in PaymentMethod.objects.filter(code__in=[p.method for p in payments])}
     errors = {}
     for i, ln in enumerate(lines):
@@ -134,13 +135,13 @@ def receipt_record(
     line_rows = []
     for i, ln in enumerate(lines, start=1):
         amount = ledger.points(ln.quantity * ln.price)
-        product = products.get(ln.sku)
+        product_id, product_name = products.get(ln.sku, (None, ""))
         line_rows.append(
             ReceiptLine(
                 position=i,
-                product=product,
+                product_id=product_id,
                 sku=ln.sku,
-                name=ln.name or (product.name if product else ""),
+                name=ln.name or product_name,
                 quantity=ln.quantity,
                 price=ln.price,
                 amount=amount,
