@@ -145,7 +145,9 @@ def test_refund_after_the_accrued_points_expired_takes_back_nothing(db, point_of
     receipt_confirm(
         receipt=receipt,
         confirm=ConfirmInput(
-            accruals=[AccrualInput(amount=Decimal(28), activates_at=t0, expires_at=t0 + dt.timedelta(days=90))]
+            accruals=[
+                AccrualInput(amount=Decimal(28), activates_at=t0, expires_at=t0 + dt.timedelta(days=90))
+            ],
         ),
     )
     ledger.bonuses_expire(now=t0 + dt.timedelta(days=91))
