@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from loyalty import refcache
 from loyalty.models import BonusAccount, Member, PointOfSale, Product, Receipt, ReceiptKind, ReceiptState
+from loyalty.prepared import PreparedRead
 from offers.engine import Context, Line, MemberInfo
 from offers.models import Counter, CounterPeriod, CounterValue, PersonalProduct
 
@@ -56,6 +57,11 @@ def local_time(now: dt.datetime, zone_name: str) -> dt.datetime:
 
 def offer_counter_key(key: str, start: dt.date) -> str:
     return f"{key}@{start.isoformat()}"
+
+
+# Every priced receipt reads its member's balances: the SQL is written once (see
+# loyalty.prepared).
+_ACCOUNTS_WITH_CURRENCY = PreparedRead(BonusAccount, related=("currency",), where="{t}.member_id = %s")
 
 
 def member_info(
@@ -117,10 +123,8 @@ def member_info(
         )
     if "balances" in needs:
         info.balances = {
-            ("" if row["currency__is_default"] else row["currency__code"]): row["available"]
-            for row in BonusAccount.objects.filter(member=member).values(
-                "currency__code", "currency__is_default", "available"
-            )
+            ("" if account.currency.is_default else account.currency.code): account.available
+            for account in _ACCOUNTS_WITH_CURRENCY.all(member.pk)
         }
     return info
 

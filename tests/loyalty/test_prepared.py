@@ -1,0 +1,78 @@
+"""A prepared read answers exactly what the ORM's select_related would."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from django.db.models import Model
+
+from loyalty.models import BonusAccount, Card, Currency, Status
+from loyalty.prepared import PreparedRead
+from tests.factories import CardFactory, MemberFactory
+
+CARD_WITH_MEMBER = PreparedRead(Card, related=("member", "member__status"), where="{t}.number = %s")
+ACCOUNTS = PreparedRead(
+    BonusAccount, related=("currency",), where="{t}.member_id = %s", order_by="{currency}.code"
+)
+
+
+def _fields(instance: Model) -> dict:
+    return {f.attname: getattr(instance, f.attname) for f in instance._meta.concrete_fields}
+
+
+@pytest.fixture
+def gold(db):
+    return Status.objects.create(code="gold", name="Gold", rank=2, qualifying_total=Decimal("15000.50"))
+
+
+def test_a_card_comes_with_its_member_and_status_as_select_related_gives_them(gold):
+    # given a card of a member with a status, a birth date, custom fields and times
+    member = MemberFactory(
+        status=gold, birth_date=dt.date(1990, 2, 28), custom_fields={"pet": "cat", "kids": 2}
+    )
+    card = CardFactory(member=member, activated_at=dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC))
+    expected = Card.objects.select_related("member", "member__status").get(number=card.number)
+
+    # when
+    found = CARD_WITH_MEMBER.first(card.number)
+
+    # then every value is the ORM's, typed as the ORM types it, and the relations are loaded
+    assert _fields(found) == _fields(expected)
+    assert _fields(found.member) == _fields(expected.member)
+    assert _fields(found.member.status) == _fields(expected.member.status)
+    assert found.member.custom_fields == {"pet": "cat", "kids": 2}
+    assert found.activated_at.tzinfo is not None
+    assert found.member.status.qualifying_total == Decimal("15000.50")
+    assert not found._state.adding and found.member._state.db == "default"
+
+
+def test_missing_relations_are_none_without_another_query(db, django_assert_num_queries):
+    # given a card bound to no member, and a member without a status
+    loose = CardFactory(member=None)
+    plain = CardFactory(member=MemberFactory(status=None))
+
+    # when / then: one query each, and reading the empty relations asks nothing more
+    with django_assert_num_queries(2):
+        found_loose = CARD_WITH_MEMBER.first(loose.number)
+        found_plain = CARD_WITH_MEMBER.first(plain.number)
+        assert found_loose.member is None
+        assert found_plain.member.status is None
+        assert found_plain.member.pk == plain.member_id
+
+
+def test_nothing_found_is_none_and_all_keeps_the_order(member):
+    # given two currencies' accounts of one member
+    for code in ("zeta", "alpha"):
+        currency = Currency.objects.create(code=code, name=code.title())
+        BonusAccount.objects.create(member=member, currency=currency, available=Decimal("12.34"))
+
+    # when
+    missing = CARD_WITH_MEMBER.first("no-such-card")
+    accounts = ACCOUNTS.all(member.pk)
+
+    # then
+    assert missing is None
+    assert [(a.currency.code, a.available) for a in accounts] == [
+        ("alpha", Decimal("12.34")),
+        ("zeta", Decimal("12.34")),
+    ]
