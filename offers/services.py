@@ -175,6 +175,9 @@ class Calculation:
     max_bonus_payment: Decimal = ZERO
     cheque_messages: list[str] = field(default_factory=list)
     cashier_messages: list[str] = field(default_factory=list)
+    # purchase_confirm: this call confirmed the receipt (False: it was confirmed before,
+    # by an earlier or a concurrent request with the same receipt id).
+    confirmed: bool = False
 
 
 def _render_pending(ctx: Context, result: Result) -> None:
@@ -268,7 +271,7 @@ def _accrual_inputs(result: Result, now: dt.datetime, source_label: str = "") ->
     return inputs
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)
 def purchase_confirm(
     *,
     point_of_sale: PointOfSale,
@@ -281,7 +284,8 @@ def purchase_confirm(
     now: dt.datetime | None = None,
 ) -> tuple[Receipt, Calculation]:
     """Price the receipt again, pay ``bonus_payment`` and accrue what the offers give,
-    in one transaction; the same external id at the same point of sale is one receipt."""
+    in one transaction; the same external id at the same point of sale is one receipt.
+    Joins the caller's transaction without a savepoint of its own."""
     now = now or timezone.now()
     calc = purchase_calculate(
         point_of_sale=point_of_sale,
@@ -292,12 +296,17 @@ def purchase_confirm(
         now=now,
     )
     # The same receipt id again returns the stored receipt (confirmed: as it is).
-    receipt = receipts.receipt_record(
+    receipt, stored_now = receipts.receipt_store(
         point_of_sale=point_of_sale,
         external_id=external_id,
         lines=[
             receipts.LineInput(
-                sku=ln.sku, quantity=ln.quantity, price=ln.price, discount=ln.discount, name=ln.name
+                sku=ln.sku,
+                quantity=ln.quantity,
+                price=ln.price,
+                discount=ln.discount,
+                name=ln.name,
+                product_id=ln.product_id,  # the context looked the products up
             )
             for ln in calc.ctx.lines
         ],
@@ -319,7 +328,9 @@ def purchase_confirm(
         confirm=receipts.ConfirmInput(
             bonus_payment=bonus_payment, accruals=_accrual_inputs(calc.result, now, _("offer"))
         ),
+        stored_now=stored_now,
     )
+    calc.confirmed = True
     _applications_record(calc.result, member=receipt.member, receipt=receipt, at=now)
     if receipt.member is not None:
         # Messages, counters and a status from the purchase-flow offers (accruals went

@@ -127,6 +127,20 @@ def _engine_lines(calc: Calculation) -> list[dict]:
 
 
 def _receipt_lines(receipt: Receipt) -> list[dict]:
+    if "lines" in getattr(receipt, "_prefetched_objects_cache", {}):  # stored by this request
+        return [
+            {
+                "position": ln.position,
+                "sku": ln.sku,
+                "name": ln.name,
+                "quantity": ln.quantity,
+                "price": ln.price,
+                "amount": ln.amount,
+                "discount": ln.discount,
+                "total": ln.amount - ln.discount,
+            }
+            for ln in sorted(receipt.lines.all(), key=lambda ln: ln.position)
+        ]
     return [
         {**ln, "total": ln["amount"] - ln["discount"]}
         for ln in receipt.lines.order_by("position").values(
@@ -354,18 +368,6 @@ class ReceiptConfirm(PosView):
             raise ValidationError(
                 {"bonus_payment": [_("Paying with bonuses needs a member's card or phone.")]}
             )
-        existing = Receipt.objects.filter(
-            point_of_sale=pos, kind=ReceiptKind.SALE, external_id=v["external_id"]
-        ).first()
-        if existing is not None and existing.state != ReceiptState.CALCULATED:
-            raise ReceiptExists(
-                _("Receipt %(id)s is already %(state)s.")
-                % {
-                    "id": existing.external_id,
-                    "state": existing.get_state_display(),
-                }
-            )
-        now = timezone.now()
         receipt, calc = purchase_confirm(
             point_of_sale=pos,
             external_id=v["external_id"],
@@ -374,12 +376,12 @@ class ReceiptConfirm(PosView):
             card=card,
             member=member,
             bonus_payment=v["bonus_payment"],
-            now=now,
         )
-        if receipt.purchased_at != (existing.purchased_at if existing else now):
-            # A concurrent request with another key confirmed this receipt id first.
+        if not calc.confirmed:
+            # Confirmed before, or by a concurrent request with another key first.
             raise ReceiptExists(
-                _("Receipt %(id)s was confirmed by another request.") % {"id": receipt.external_id}
+                _("Receipt %(id)s is already %(state)s.")
+                % {"id": receipt.external_id, "state": receipt.get_state_display()}
             )
         currency = _default_currency()
         default = currency.code if currency else "bonus"

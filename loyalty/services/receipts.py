@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty import refcache
 from loyalty.models import (
     Card,
     CardState,
@@ -34,6 +35,12 @@ from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateE
 from loyalty.services.events import event_record
 
 ZERO = Decimal("0")
+# Payment methods are read through the reference cache for this long.
+METHOD_SECONDS = 60.0
+
+
+# ``LineInput.product_id`` when the caller has not looked the product up.
+UNRESOLVED = -1
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,9 @@ class LineInput:
     price: Decimal
     discount: Decimal = ZERO
     name: str = ""
+    # The product of the SKU when the caller knows it (None: no such product); by default
+    # it is looked up.
+    product_id: int | None = UNRESOLVED
 
 
 @dataclass(frozen=True)
@@ -88,7 +98,26 @@ def _relations_kept(given: Receipt, locked: Receipt) -> Receipt:
     return locked
 
 
-@transaction.atomic
+def _payment_methods(codes: list[str]) -> dict[str, int]:
+    """Payment method ids by code, through the reference cache (a method added since is
+    looked up at once; an unknown code is absent)."""
+    return refcache.cached_many(
+        "payment_method_id",
+        set(codes),
+        lambda missing: dict(PaymentMethod.objects.filter(code__in=missing).values_list("code", "pk")),
+        ttl=METHOD_SECONDS,
+    )
+
+
+def _products(lines: list[LineInput]) -> dict[str, tuple[int | None, str]]:
+    """``{sku: (product id, name)}`` for the lines whose caller did not resolve them."""
+    skus = [ln.sku for ln in lines if ln.product_id == UNRESOLVED]
+    if not skus:
+        return {}
+    found = Product.objects.filter(sku__in=skus).values_list("sku", "pk", "name")
+    return {sku: (pk, name) for sku, pk, name in found}
+
+
 def receipt_record(
     *,
     point_of_sale: PointOfSale,
@@ -101,17 +130,43 @@ def receipt_record(
 ) -> Receipt:
     """Store a calculated receipt with its lines and payments. The same external id at
     the same point of sale returns the stored receipt (a repeated request)."""
+    receipt, _created = receipt_store(
+        point_of_sale=point_of_sale,
+        external_id=external_id,
+        lines=lines,
+        payments=payments,
+        card=card,
+        member=member,
+        purchased_at=purchased_at,
+    )
+    return receipt
+
+
+@transaction.atomic(savepoint=False)
+def receipt_store(
+    *,
+    point_of_sale: PointOfSale,
+    external_id: str,
+    lines: list[LineInput],
+    payments: list[PaymentInput] = (),
+    card: Card | None = None,
+    member: Member | None = None,
+    purchased_at: dt.datetime | None = None,
+) -> tuple[Receipt, bool]:
+    """``receipt_record`` telling whether the receipt was stored now (``True``: this
+    transaction inserted it and holds its row; its lines are on it, not to be read
+    again). Joins the caller's transaction without a savepoint of its own: an error
+    rolls the caller's transaction back."""
     existing = Receipt.objects.filter(
         point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id
     ).first()
     if existing is not None:
-        return existing
+        return existing, False
     member = _identify(card, member)
     if not lines:
         raise ValidationError({"lines": _("A receipt needs at least one line.")})
-    found = Product.objects.filter(sku__in=[ln.sku for ln in lines]).values_list("sku", "pk", "name")
-    products = {sku: (pk, name) for sku, pk, name in found}
-    methods = {m.code: m for m in PaymentMethod.objects.filter(code__in=[p.method for p in payments])}
+    products = _products(lines)
+    methods = _payment_methods([p.method for p in payments]) if payments else {}
     errors = {}
     for i, ln in enumerate(lines):
         if ln.quantity <= 0:
@@ -135,7 +190,10 @@ def receipt_record(
     line_rows = []
     for i, ln in enumerate(lines, start=1):
         amount = ledger.points(ln.quantity * ln.price)
-        product_id, product_name = products.get(ln.sku, (None, ""))
+        if ln.product_id == UNRESOLVED:
+            product_id, product_name = products.get(ln.sku, (None, ""))
+        else:
+            product_id, product_name = ln.product_id, ""
         line_rows.append(
             ReceiptLine(
                 position=i,
@@ -152,28 +210,37 @@ def receipt_record(
     receipt.discount = sum((r.discount for r in line_rows), ZERO)
     receipt.total = receipt.amount - receipt.discount
     try:
-        with transaction.atomic():
+        with transaction.atomic():  # a concurrent request may store this receipt id first
             receipt.save()
     except IntegrityError:
-        return Receipt.objects.get(
+        stored = Receipt.objects.get(
             point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id
         )
+        return stored, False
     for row in line_rows:
         row.receipt = receipt
     ReceiptLine.objects.bulk_create(line_rows)
     ReceiptPayment.objects.bulk_create(
-        [ReceiptPayment(receipt=receipt, method=methods[p.method], amount=p.amount) for p in payments]
+        [ReceiptPayment(receipt=receipt, method_id=methods[p.method], amount=p.amount) for p in payments]
     )
-    return receipt
+    # As prefetch_related leaves them: receipt.lines.all() answers without a query.
+    receipt._prefetched_objects_cache = {"lines": line_rows}
+    return receipt, True
 
 
-@transaction.atomic
-def receipt_confirm(*, receipt: Receipt, confirm: ConfirmInput | None = None) -> Receipt:
+@transaction.atomic(savepoint=False)
+def receipt_confirm(
+    *, receipt: Receipt, confirm: ConfirmInput | None = None, stored_now: bool = False
+) -> Receipt:
     """Finalise a calculated receipt: pay ``bonus_payment`` from the member's default
     account, accrue the given lots, record ``purchase_completed`` (and ``friend_purchase``
-    for the member's referrer). Confirming twice is a no-op."""
+    for the member's referrer). Confirming twice is a no-op. Locks the receipt's row
+    first, unless ``stored_now``: the caller's transaction inserted it (``receipt_store``),
+    so it holds the row and the instance is current. Joins the caller's transaction
+    without a savepoint of its own."""
     confirm = confirm or ConfirmInput()
-    receipt = _relations_kept(receipt, Receipt.objects.select_for_update().get(pk=receipt.pk))
+    if not stored_now:
+        receipt = _relations_kept(receipt, Receipt.objects.select_for_update().get(pk=receipt.pk))
     if receipt.state == ReceiptState.CONFIRMED:
         return receipt
     if receipt.state != ReceiptState.CALCULATED:
