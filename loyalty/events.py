@@ -15,7 +15,8 @@ their ``AppConfig.ready()``::
 ``loyalty.services.events.event_record`` saves the event and calls every handler for its
 type (and the ``"*"`` handlers) after the surrounding transaction commits, so a rolled-back
 operation triggers nothing. Handlers run in the recording process and should hand slow
-work to Celery.
+work to Celery. Derived figures that must never miss an event (a member's purchase
+totals) register ``in_transaction=True`` and are written with it.
 """
 
 from collections import defaultdict
@@ -109,30 +110,41 @@ Handler = Callable[["object"], None]
 
 class EventHandlerRegistry:
     """Explicit subscriptions: event type key (or ``"*"``) → handlers, in registration
-    order."""
+    order. A handler registered ``in_transaction=True`` runs inside the transaction that
+    records the event, at once: for figures that must move with the event or not at
+    all (it must be quick, touch only the database, and raise only when the recording
+    should fail too)."""
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[Handler]] = defaultdict(list)
+        self._in_transaction: dict[str, list[Handler]] = defaultdict(list)
 
-    def register(self, *keys: str) -> Callable[[Handler], Handler]:
+    def register(self, *keys: str, in_transaction: bool = False) -> Callable[[Handler], Handler]:
         for key in keys:
             if key != "*" and key not in event_types:
                 raise ValueError(f"unknown event type {key!r}")
+        handlers = self._in_transaction if in_transaction else self._handlers
 
         def decorator(handler: Handler) -> Handler:
             for key in keys:
-                if handler not in self._handlers[key]:
-                    self._handlers[key].append(handler)
+                if handler not in handlers[key]:
+                    handlers[key].append(handler)
             return handler
 
         return decorator
 
     def unregister(self, key: str, handler: Handler) -> None:
-        if handler in self._handlers[key]:
-            self._handlers[key].remove(handler)
+        for handlers in (self._handlers, self._in_transaction):
+            if handler in handlers[key]:
+                handlers[key].remove(handler)
 
     def handlers_for(self, key: str) -> list[Handler]:
+        """The handlers to call after the recording transaction commits."""
         return [*self._handlers.get(key, ()), *self._handlers.get("*", ())]
+
+    def in_transaction_for(self, key: str) -> list[Handler]:
+        """The handlers to call inside the recording transaction."""
+        return [*self._in_transaction.get(key, ()), *self._in_transaction.get("*", ())]
 
 
 event_handlers = EventHandlerRegistry()

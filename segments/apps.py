@@ -18,5 +18,5 @@ class SegmentsConfig(AppConfig):
 
         from .stats import on_purchase_completed, on_purchase_refunded
 
-        event_handlers.register("purchase_completed")(on_purchase_completed)
+        event_handlers.register("purchase_completed", in_transaction=True)(on_purchase_completed)
         event_handlers.register("purchase_refunded")(on_purchase_refunded)

@@ -16,6 +16,7 @@ They have no windows to age: "in the last N days" compares the last purchase.
 """
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connection, transaction
@@ -164,16 +165,33 @@ def _stats_upsert(receipt: Receipt, now: dt.datetime) -> None:
         )
 
 
+@dataclass(frozen=True)
+class Sale:
+    """What the figures need of a confirmed sale (named as on ``Receipt``)."""
+
+    pk: int
+    member_id: int
+    purchased_at: dt.datetime
+    total: Decimal
+
+
+def sale_add(sale: Sale | Receipt, *, now: dt.datetime | None = None) -> None:
+    """Add one sale to its member's figures: two statements, no savepoint of its own."""
+    now = now or timezone.now()
+    with transaction.atomic(savepoint=False):
+        groups_add_receipt(sale)
+        _stats_upsert(sale, now)
+
+
 def stats_add_receipt(receipt: Receipt, *, sign: int = 1, now: dt.datetime | None = None) -> None:
     """Add (or with ``sign=-1`` take away) one sale to its member's figures."""
     if receipt.member_id is None or receipt.kind != ReceiptKind.SALE:
         return
     now = now or timezone.now()
+    if sign > 0:
+        sale_add(receipt, now=now)
+        return
     with transaction.atomic():
-        if sign > 0:
-            groups_add_receipt(receipt)
-            _stats_upsert(receipt, now)
-            return
         groups_recompute_member(receipt.member_id)
         # One statement: the figures without the sale (first and last purchase stay).
         MemberPurchaseStats.objects.filter(member_id=receipt.member_id).update(
@@ -213,11 +231,20 @@ def stats_age(*, now: dt.datetime | None = None) -> int:
 
 
 def on_purchase_completed(event) -> None:
-    """Event handler: keep the member's figures current as purchases are confirmed."""
-    receipt_id = (event.payload or {}).get("receipt_id")
-    receipt = Receipt.objects.filter(pk=receipt_id).first() if receipt_id else None
-    if receipt is not None and receipt.state == ReceiptState.CONFIRMED:
-        stats_add_receipt(receipt)
+    """Event handler, in the confirming transaction: the sale counts in its member's
+    figures exactly when the receipt is confirmed. Only a receipt's confirmation records
+    this event; it carries the receipt's id and total and occurred at the purchase."""
+    payload = event.payload or {}
+    if event.member_id is None or not payload.get("receipt_id"):
+        return
+    sale_add(
+        Sale(
+            pk=payload["receipt_id"],
+            member_id=event.member_id,
+            purchased_at=event.occurred_at,
+            total=Decimal(payload["total"]),
+        )
+    )
 
 
 def on_purchase_refunded(event) -> None:

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
 from loyalty.api.fields import JsonObjectField
-from loyalty.events import event_types
+from loyalty.events import PURCHASE, event_types
 from loyalty.models import Card, ContactChannel, Gender, LedgerEntry, Member, RegistrationChannel
 
 
@@ -166,7 +166,8 @@ class EventIn(serializers.Serializer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["event_type"].choices = event_types.choices()
+        # Purchase events are recorded by the receipts that make them (POS API).
+        self.fields["event_type"].choices = [(t.key, t.label) for t in event_types if t.group != PURCHASE]
 
 
 class EventOut(serializers.Serializer):

@@ -23,17 +23,21 @@ def event_record(
 ) -> MemberEvent:
     """Append an event to the journal. Handlers registered for its type run once the
     surrounding transaction commits (never if it rolls back); a failing handler is logged
-    and does not stop the others."""
+    and does not stop the others. Handlers registered ``in_transaction`` run now, in the
+    caller's transaction; their failure fails the recording."""
     if event_type not in event_types:
         raise ValueError(f"unknown event type {event_type!r}")
-    event = MemberEvent.objects.create(
-        event_type=event_type,
-        member=member,
-        point_of_sale=point_of_sale,
-        channel=channel or (point_of_sale.kind if point_of_sale else ""),
-        payload=payload or {},
-        occurred_at=occurred_at or timezone.now(),
-    )
+    with transaction.atomic(savepoint=False):
+        event = MemberEvent.objects.create(
+            event_type=event_type,
+            member=member,
+            point_of_sale=point_of_sale,
+            channel=channel or (point_of_sale.kind if point_of_sale else ""),
+            payload=payload or {},
+            occurred_at=occurred_at or timezone.now(),
+        )
+        for handler in event_handlers.in_transaction_for(event_type):
+            handler(event)
     handlers = event_handlers.handlers_for(event_type)
     if handlers:
         transaction.on_commit(lambda: _dispatch(event, handlers))

@@ -89,6 +89,17 @@ def test_report_event(api):
         format="json",
     )
     assert nul.status_code == 400 and "payload" in nul.json()["errors"]
+    # a purchase is recorded by confirming its receipt, not reported
+    forged = api.post(
+        "/api/v1/events/",
+        {
+            "event_type": "purchase_completed",
+            "member": member["id"],
+            "payload": {"receipt_id": 1, "total": "9"},
+        },
+        format="json",
+    )
+    assert forged.status_code == 400 and "event_type" in forged.json()["errors"]
 
 
 def test_api_needs_the_api_role(db):

@@ -3,6 +3,9 @@
 import datetime as dt
 from decimal import Decimal
 
+import pytest
+from django.db import transaction
+
 from loyalty.services.receipts import LineInput, receipt_confirm, receipt_record, receipt_refund
 from segments.models import MemberPurchaseStats
 from segments.stats import stats_age, stats_rebuild
@@ -41,6 +44,22 @@ def test_purchases_add_as_they_are_confirmed(db, django_capture_on_commit_callba
     with django_capture_on_commit_callbacks(execute=True):
         receipt_refund(receipt=first, external_id="ref-3")
     assert figures(member) == (2, 150, 1, 100, 2, 2)
+
+
+def test_figures_move_in_the_confirming_transaction_and_roll_back_with_it(db):
+    # given a member with one purchase counted
+    member, pos = factories.MemberFactory(), factories.PointOfSaleFactory()
+    now = dt.datetime.now(dt.UTC)
+    buy(member, pos, 1, 1, 100, now)
+    assert figures(member)[:2] == (1, 100)  # no commit needed: counted with the receipt
+
+    # when a second confirmation fails after its receipt was confirmed
+    with pytest.raises(RuntimeError), transaction.atomic():
+        buy(member, pos, 2, 1, 40, now)
+        raise RuntimeError("the till's transaction fails")
+
+    # then the figures do not count it either
+    assert figures(member)[:2] == (1, 100)
 
 
 def test_ageing_moves_purchases_out_of_their_windows_and_matches_a_rebuild(db, time_machine):
