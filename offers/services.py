@@ -15,6 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from loyalty import refcache
 from loyalty.models import Card, Currency, Member, MemberEvent, PointOfSale, Receipt, SourceType, Status
 from loyalty.services import ledger, receipts
 from loyalty.services.errors import InsufficientBonuses
@@ -228,13 +229,31 @@ def purchase_calculate(
     )
 
 
+# Bonus currencies are read through the reference cache for this long (a code not in the
+# cached list is looked up at once).
+CURRENCY_SECONDS = 30.0
+
+
+def _currencies(codes: set[str]) -> dict[str, Currency]:
+    def load() -> dict[str, Currency]:
+        return {c.code: c for c in Currency.objects.all()}
+
+    currencies = refcache.cached(("currencies",), load, ttl=CURRENCY_SECONDS)
+    if not codes <= currencies.keys():
+        refcache.forget(("currencies",))
+        currencies = refcache.cached(("currencies",), load, ttl=CURRENCY_SECONDS)
+    return currencies
+
+
 def _accrual_inputs(result: Result, now: dt.datetime, source_label: str = "") -> list[receipts.AccrualInput]:
     """Ledger inputs for the result's accruals: one lot per currency, activation,
     expiry and funding partner (many offers on one receipt make a handful of lots, not
     dozens of ledger writes), labelled with the offers that gave it. What each offer
     gave is kept per offer in ``OfferApplication``."""
+    if not result.accruals:
+        return []
     names = {e.offer_id: e.offer_name for e in result.effects}
-    currencies = {c.code: c for c in Currency.objects.all()}
+    currencies = _currencies({a.currency for a in result.accruals if a.currency})
     default = next((c for c in currencies.values() if c.is_default), None)
     groups: dict[tuple, list] = {}
     for accrual in result.accruals:

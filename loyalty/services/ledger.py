@@ -87,8 +87,16 @@ def currency_default() -> Currency:
 
 
 def account_get_or_create(*, member: Member, currency: Currency | None = None) -> BonusAccount:
+    """The member's account in ``currency`` (the default one when omitted), made on first
+    use by an ``INSERT ... ON CONFLICT DO NOTHING`` without a savepoint (a concurrent
+    first use makes nothing and both read the same row)."""
     currency = currency or currency_default()
-    account, _created = BonusAccount.objects.get_or_create(member=member, currency=currency)
+    account = BonusAccount.objects.filter(member=member, currency=currency).first()
+    if account is None:
+        BonusAccount.objects.bulk_create(
+            [BonusAccount(member=member, currency=currency)], ignore_conflicts=True
+        )
+        account = BonusAccount.objects.get(member=member, currency=currency)
     return account
 
 
