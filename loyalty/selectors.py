@@ -20,6 +20,7 @@ from loyalty.models import (
     MemberEvent,
     Receipt,
 )
+from loyalty.prepared import PreparedRead
 from loyalty.services.contacts import phone_search_key
 
 ZERO = Decimal("0")
@@ -72,6 +73,18 @@ def member_balances(
             )
         )
     return out
+
+
+# A member's account in a currency, read on every confirmed purchase: the SQL is written
+# once (see loyalty.prepared).
+ACCOUNT_OF_MEMBER = PreparedRead(BonusAccount, where="{t}.member_id = %s AND {t}.currency_id = %s")
+
+
+def account_available(*, member_id: int, currency_id: int) -> Decimal:
+    """What the member can spend in the currency now (zero without an account); one
+    prepared query (the tills ask after every confirmation)."""
+    account = ACCOUNT_OF_MEMBER.first(member_id, currency_id)
+    return account.available if account else Decimal(0)
 
 
 def member_ledger_history(*, member: Member, limit: int | None = 50) -> QuerySet[LedgerEntry]:

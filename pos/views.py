@@ -17,7 +17,6 @@ from rest_framework.views import APIView
 
 from loyalty import refcache, selectors
 from loyalty.models import (
-    BonusAccount,
     Card,
     CardState,
     Currency,
@@ -206,8 +205,7 @@ def _receipt_data(receipt: Receipt, pos: PointOfSale) -> dict:
 def _available(member: Member | None, currency: Currency | None) -> Decimal:
     if member is None or currency is None:
         return ZERO
-    account = BonusAccount.objects.filter(member=member, currency=currency).first()
-    return account.available if account else ZERO
+    return selectors.account_available(member_id=member.pk, currency_id=currency.pk)
 
 
 # --- receipts -------------------------------------------------------------------------

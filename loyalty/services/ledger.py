@@ -41,6 +41,7 @@ from loyalty.models import (
     Receipt,
     SourceType,
 )
+from loyalty.selectors import ACCOUNT_OF_MEMBER
 from loyalty.services.errors import IdempotencyConflict, InsufficientBonuses
 
 ZERO = Decimal("0")
@@ -88,15 +89,26 @@ def currency_default() -> Currency:
 
 def account_get_or_create(*, member: Member, currency: Currency | None = None) -> BonusAccount:
     """The member's account in ``currency`` (the default one when omitted), made on first
-    use by an ``INSERT ... ON CONFLICT DO NOTHING`` without a savepoint (a concurrent
-    first use makes nothing and both read the same row)."""
+    use by one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` without a savepoint (a
+    concurrent first use inserts nothing and reads the row the other made)."""
     currency = currency or currency_default()
-    account = BonusAccount.objects.filter(member=member, currency=currency).first()
-    if account is None:
-        BonusAccount.objects.bulk_create(
-            [BonusAccount(member=member, currency=currency)], ignore_conflicts=True
+    account = ACCOUNT_OF_MEMBER.first(member.pk, currency.pk)
+    if account is not None:
+        return account
+    now = timezone.now()
+    with connection.cursor() as cur:
+        cur.execute(
+            f"INSERT INTO {_A} (member_id, currency_id, available, pending, created_at) "
+            "VALUES (%s, %s, 0, 0, %s) ON CONFLICT (member_id, currency_id) DO NOTHING RETURNING id",
+            [member.pk, currency.pk, connection.ops.adapt_datetimefield_value(now)],
         )
-        account = BonusAccount.objects.get(member=member, currency=currency)
+        row = cur.fetchone()
+    if row is None:
+        return ACCOUNT_OF_MEMBER.first(member.pk, currency.pk)
+    account = BonusAccount(
+        id=row[0], member=member, currency=currency, available=ZERO, pending=ZERO, created_at=now
+    )
+    account._state.adding, account._state.db = False, connection.alias
     return account
 
 

@@ -30,6 +30,7 @@ from loyalty.models import (
     ReceiptState,
     SourceType,
 )
+from loyalty.prepared import PreparedRead
 from loyalty.services import ledger
 from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
 from loyalty.services.events import event_record
@@ -118,6 +119,13 @@ def _products(lines: list[LineInput]) -> dict[str, tuple[int | None, str]]:
     return {sku: (pk, name) for sku, pk, name in found}
 
 
+# A sale by its point of sale's receipt id, looked for on every confirmation: the SQL is
+# written once (see loyalty.prepared).
+_SALE_AT_POINT = PreparedRead(
+    Receipt, where="{t}.point_of_sale_id = %s AND {t}.kind = %s AND {t}.external_id = %s"
+)
+
+
 def receipt_record(
     *,
     point_of_sale: PointOfSale,
@@ -157,9 +165,7 @@ def receipt_store(
     transaction inserted it and holds its row; its lines are on it, not to be read
     again). Joins the caller's transaction without a savepoint of its own: an error
     rolls the caller's transaction back."""
-    existing = Receipt.objects.filter(
-        point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id
-    ).first()
+    existing = _SALE_AT_POINT.first(point_of_sale.pk, ReceiptKind.SALE, external_id)
     if existing is not None:
         return existing, False
     member = _identify(card, member)

@@ -110,3 +110,19 @@ def test_manual_adjustment_requires_a_reason_and_names_the_operator(account, adm
     ledger.bonus_adjust(account=account, amount=-20, operator=admin_user, reason="Correction")
     account.refresh_from_db()
     assert account.available == 30
+
+
+def test_a_members_account_is_made_on_first_use_and_found_after(member, currency):
+    # when the account is asked for twice
+    made = ledger.account_get_or_create(member=member, currency=currency)
+    found = ledger.account_get_or_create(member=member, currency=currency)
+
+    # then the second call finds the row the first made, as stored
+    assert made.pk == found.pk and not made._state.adding
+    assert (found.member_id, found.currency_id, found.available, found.pending) == (
+        member.pk,
+        currency.pk,
+        Decimal(0),
+        Decimal(0),
+    )
+    assert abs(found.created_at - made.created_at) < dt.timedelta(seconds=1)

@@ -98,3 +98,20 @@ def test_nightly_expiry_and_parallel_spends_agree(account):
     spent = [o for o in outcomes if not isinstance(o, int | Exception)]
     assert len(spent) == 5
     assert account.available == entries == 0
+
+
+def test_parallel_first_accruals_of_a_member_share_one_new_account(member, currency):
+    # given a member without an account in the currency
+    # when 12 connections accrue to it at the same moment, each making the account first
+    def accrue(i):
+        account = ledger.account_get_or_create(member=member, currency=currency)
+        ledger.bonus_accrue(account=account, amount=Decimal(5), source=SOURCE, idempotency_key=f"first-{i}")
+        return account.pk
+
+    outcomes = run_in_threads(12, accrue)
+
+    # then all of them found the one account, which holds every accrual
+    assert not [o for o in outcomes if isinstance(o, Exception)]
+    assert len(set(outcomes)) == 1
+    (account,) = member.bonus_accounts.filter(currency=currency)
+    assert account.pk == outcomes[0] and account.available == Decimal(60)
