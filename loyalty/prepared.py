@@ -115,3 +115,31 @@ class PreparedRead:
     def all(self, *params, using: str = "default") -> list[models.Model]:
         plan, rows = self._rows(list(params), using, None)
         return [self._instances(plan, row, using) for row in rows]
+
+
+def insert_unless_exists(
+    instance: models.Model, *, unique_fields: tuple[str, ...], using: str = "default"
+) -> bool:
+    """Insert an unsaved instance unless a row with its values of ``unique_fields`` (a
+    unique constraint's fields) exists: one ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING`` instead of a savepoint around an insert that may fail. Returns whether it
+    was inserted (its primary key set); when not, the caller reads the row that exists."""
+    meta = instance._meta
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(instance, f.attname) is None)]
+    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+    conflict = ", ".join(quote(meta.get_field(name).column) for name in unique_fields)
+    sql = (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({conflict}) DO NOTHING "
+        f"RETURNING {quote(meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    instance.pk = row[0]
+    instance._state.adding, instance._state.db = False, using
+    return True

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -30,7 +30,7 @@ from loyalty.models import (
     ReceiptState,
     SourceType,
 )
-from loyalty.prepared import PreparedRead
+from loyalty.prepared import PreparedRead, insert_unless_exists
 from loyalty.services import ledger
 from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
 from loyalty.services.events import event_record
@@ -215,14 +215,9 @@ def receipt_store(
     receipt.amount = sum((r.amount for r in line_rows), ZERO)
     receipt.discount = sum((r.discount for r in line_rows), ZERO)
     receipt.total = receipt.amount - receipt.discount
-    try:
-        with transaction.atomic():  # a concurrent request may store this receipt id first
-            receipt.save()
-    except IntegrityError:
-        stored = Receipt.objects.get(
-            point_of_sale=point_of_sale, kind=ReceiptKind.SALE, external_id=external_id
-        )
-        return stored, False
+    # A concurrent request may have stored this receipt id first: then that one stands.
+    if not insert_unless_exists(receipt, unique_fields=("point_of_sale", "kind", "external_id")):
+        return _SALE_AT_POINT.first(point_of_sale.pk, ReceiptKind.SALE, external_id), False
     for row in line_rows:
         row.receipt = receipt
     ReceiptLine.objects.bulk_create(line_rows)

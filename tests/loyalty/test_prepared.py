@@ -6,8 +6,8 @@ from decimal import Decimal
 import pytest
 from django.db.models import Model
 
-from loyalty.models import BonusAccount, Card, Currency, Status
-from loyalty.prepared import PreparedRead
+from loyalty.models import BonusAccount, Card, Currency, Receipt, Status
+from loyalty.prepared import PreparedRead, insert_unless_exists
 from tests.factories import CardFactory, MemberFactory
 
 CARD_WITH_MEMBER = PreparedRead(Card, related=("member", "member__status"), where="{t}.number = %s")
@@ -76,3 +76,28 @@ def test_nothing_found_is_none_and_all_keeps_the_order(member):
         ("alpha", Decimal("12.34")),
         ("zeta", Decimal("12.34")),
     ]
+
+
+def test_insert_unless_exists_inserts_once_and_then_leaves_the_stored_row(point_of_sale):
+    # given a receipt id not yet stored at the point of sale
+    def sale(total):
+        return Receipt(
+            point_of_sale=point_of_sale,
+            external_id="R-1",
+            purchased_at=dt.datetime(2026, 5, 1, 10, tzinfo=dt.UTC),
+            amount=Decimal(total),
+            total=Decimal(total),
+        )
+
+    first, second = sale("10.50"), sale("99.00")
+    unique = ("point_of_sale", "kind", "external_id")
+
+    # when it is inserted twice
+    inserted = insert_unless_exists(first, unique_fields=unique)
+    again = insert_unless_exists(second, unique_fields=unique)
+
+    # then the first is stored with every value and the second changes nothing
+    assert inserted and not again and second.pk is None
+    stored = Receipt.objects.get(pk=first.pk)
+    assert (stored.total, stored.kind, stored.state) == (Decimal("10.50"), "sale", "calculated")
+    assert stored.purchased_at == first.purchased_at and not first._state.adding
