@@ -109,37 +109,27 @@ def _lines_in(v: dict) -> list[LineIn]:
     ]
 
 
+def _line(position: int, ln) -> dict:
+    """A priced line (the engine's, or one stored on a receipt) as the answers show it."""
+    return {
+        "position": position,
+        "sku": ln.sku,
+        "name": ln.name,
+        "quantity": ln.quantity,
+        "price": ln.price,
+        "amount": ln.amount,
+        "discount": ln.discount,
+        "total": ln.amount - ln.discount,
+    }
+
+
 def _engine_lines(calc: Calculation) -> list[dict]:
-    return [
-        {
-            "position": ln.index + 1,
-            "sku": ln.sku,
-            "name": ln.name,
-            "quantity": ln.quantity,
-            "price": ln.price,
-            "amount": ln.amount,
-            "discount": ln.discount,
-            "total": ln.total,
-        }
-        for ln in calc.ctx.lines
-    ]
+    return [_line(ln.index + 1, ln) for ln in calc.ctx.lines]
 
 
 def _receipt_lines(receipt: Receipt) -> list[dict]:
     if "lines" in getattr(receipt, "_prefetched_objects_cache", {}):  # stored by this request
-        return [
-            {
-                "position": ln.position,
-                "sku": ln.sku,
-                "name": ln.name,
-                "quantity": ln.quantity,
-                "price": ln.price,
-                "amount": ln.amount,
-                "discount": ln.discount,
-                "total": ln.amount - ln.discount,
-            }
-            for ln in sorted(receipt.lines.all(), key=lambda ln: ln.position)
-        ]
+        return [_line(ln.position, ln) for ln in sorted(receipt.lines.all(), key=lambda ln: ln.position)]
     return [
         {**ln, "total": ln["amount"] - ln["discount"]}
         for ln in receipt.lines.order_by("position").values(
