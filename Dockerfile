@@ -14,4 +14,4 @@ COPY . .
 RUN DEBUG=false SECRET_KEY=build-only-secret-key-not-used-at-runtime-0123456789abcdef \
     python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "8"]
+CMD ["gunicorn", "-c", "config/gunicorn.conf.py", "config.wsgi:application"]

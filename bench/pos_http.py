@@ -1,8 +1,10 @@
-"""The HTTP phases of ``bench/pos.py``: the POS API served by gunicorn, driven over
-keep-alive connections by an asyncio client light enough not to compete with the
-server for the machine's cores."""
+"""The HTTP phases of ``bench/pos.py``: the POS API served by gunicorn with the
+production settings (``config/gunicorn.conf.py``: synchronous workers, which close each
+connection after its answer, as they do behind the proxy), driven by an asyncio client
+light enough not to compete with the server for the machine's cores."""
 
 import asyncio
+import collections
 import json
 import os
 import random
@@ -41,19 +43,15 @@ def _server(database_url: str, workers: int, port: int) -> subprocess.Popen:
             sys.executable,
             "-m",
             "gunicorn",
+            "-c",
+            "config/gunicorn.conf.py",  # the production settings: synchronous workers
             "config.wsgi:application",
             "--bind",
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
-            "--worker-class",
-            "gthread",
-            "--threads",
-            "4",
             "--log-level",
             "warning",
-            "--keep-alive",
-            "30",
         ],
         cwd=ROOT,
         env=env,
@@ -70,12 +68,14 @@ def _server(database_url: str, workers: int, port: int) -> subprocess.Popen:
 
 
 class _Connection:
-    """One keep-alive HTTP/1.1 connection (requests with a body, answers with a
-    Content-Length, as gunicorn gives them): a few dozen microseconds a request, so the
-    load generator does not take the CPU the server is measured on."""
+    """One HTTP/1.1 connection (requests with a body, answers with a Content-Length, as
+    gunicorn gives them), kept for the next request unless the server closes it: a few
+    dozen microseconds a request, so the load generator does not take the CPU the server
+    is measured on."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
+        self.closing = False  # the server said "Connection: close"
 
     @classmethod
     async def open(cls, port: int) -> "_Connection":
@@ -88,27 +88,33 @@ class _Connection:
             + body
         )
         status_line, *lines = (await self.reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-        length = next(
-            int(v) for k, _s, v in (ln.partition(":") for ln in lines) if k.lower() == "content-length"
-        )
-        return int(status_line.split()[1]), await self.reader.readexactly(length)
+        fields = {k.strip().lower(): v.strip() for k, _s, v in (ln.partition(":") for ln in lines)}
+        self.closing = fields.get("connection", "").lower() == "close"
+        return int(status_line.split()[1]), await self.reader.readexactly(int(fields["content-length"]))
 
 
 class _Pool:
+    """Up to ``size`` requests in flight, each on an idle connection (the one idle
+    longest) or a new one."""
+
     def __init__(self, port: int, size: int) -> None:
-        self.port, self.size, self.opened = port, size, 0
-        self.idle: asyncio.Queue[_Connection] = asyncio.Queue()
+        self.port = port
+        self.slots = asyncio.Semaphore(size)
+        self.idle: collections.deque[_Connection] = collections.deque()
 
     async def post(self, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
-        if self.idle.empty() and self.opened < self.size:
-            self.opened += 1
-            connection = await _Connection.open(self.port)
-        else:
-            connection = await self.idle.get()
-        try:
-            return await connection.post(path, body, headers)
-        finally:
-            self.idle.put_nowait(connection)
+        async with self.slots:
+            connection = self.idle.popleft() if self.idle else await _Connection.open(self.port)
+            try:
+                answer = await connection.post(path, body, headers)
+            except BaseException:
+                connection.writer.close()
+                raise
+            if connection.closing:  # the server ends its connections after each answer
+                connection.writer.close()
+            else:
+                self.idle.append(connection)
+            return answer
 
 
 def http_measure(args, receipts, rng: random.Random) -> dict:
