@@ -11,11 +11,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import JSONParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty import refcache, selectors
+from loyalty.api.renderers import FastJSONRenderer
 from loyalty.models import (
     Card,
     CardState,
@@ -60,7 +60,7 @@ class PosView(APIView):
     permission_classes = [HasApiKey]
     throttle_classes = [ApiKeyRateThrottle]
     parser_classes = [JSONParser]
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [FastJSONRenderer]
 
     def get_exception_handler(self):
         return pos_exception_handler

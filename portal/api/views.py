@@ -20,7 +20,7 @@ from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -34,6 +34,7 @@ from communications.services import feedback as feedback_services
 from communications.services.devices import device_register, device_unregister
 from communications.services.subscriptions import category_set, channel_set, subscriptions_of
 from loyalty.api.problems import problem, problem_exception_handler
+from loyalty.api.renderers import FastJSONRenderer
 from loyalty.models import Card, Member, Receipt, RegistrationChannel
 from loyalty.models.ledger import LedgerEntry
 from loyalty.services.cards import card_bind
@@ -84,7 +85,7 @@ class MemberView(APIView):
     permission_classes = [IsMember]
     throttle_classes = []
     parser_classes = [JSONParser]
-    renderer_classes = [JSONRenderer]
+    renderer_classes = [FastJSONRenderer]
 
     def get_exception_handler(self):
         return member_exception_handler
@@ -755,7 +756,7 @@ class AnyRenderer(BaseRenderer):
 
 
 class FeedbackAttachment(MemberView):
-    renderer_classes = [JSONRenderer, AnyRenderer]
+    renderer_classes = [FastJSONRenderer, AnyRenderer]
 
     @extend_schema(
         tags=TAG,
