@@ -30,7 +30,7 @@ from loyalty.models import (
     ReceiptState,
     SourceType,
 )
-from loyalty.prepared import PreparedRead, insert_unless_exists
+from loyalty.prepared import PreparedRead, insert_many, insert_unless_exists
 from loyalty.services import ledger
 from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
 from loyalty.services.events import event_record
@@ -220,7 +220,7 @@ def receipt_store(
         return _SALE_AT_POINT.first(point_of_sale.pk, ReceiptKind.SALE, external_id), False
     for row in line_rows:
         row.receipt = receipt
-    ReceiptLine.objects.bulk_create(line_rows)
+    insert_many(line_rows)
     ReceiptPayment.objects.bulk_create(
         [ReceiptPayment(receipt=receipt, method_id=methods[p.method], amount=p.amount) for p in payments]
     )

@@ -6,9 +6,9 @@ from decimal import Decimal
 import pytest
 from django.db.models import Model
 
-from loyalty.models import BonusAccount, Card, Currency, Receipt, Status
-from loyalty.prepared import PreparedRead, insert_unless_exists
-from tests.factories import CardFactory, MemberFactory
+from loyalty.models import BonusAccount, Card, Currency, MemberEvent, Receipt, ReceiptLine, Status
+from loyalty.prepared import PreparedRead, insert_many, insert_unless_exists
+from tests.factories import CardFactory, MemberFactory, ProductFactory
 
 CARD_WITH_MEMBER = PreparedRead(Card, related=("member", "member__status"), where="{t}.number = %s")
 ACCOUNTS = PreparedRead(
@@ -101,3 +101,43 @@ def test_insert_unless_exists_inserts_once_and_then_leaves_the_stored_row(point_
     stored = Receipt.objects.get(pk=first.pk)
     assert (stored.total, stored.kind, stored.state) == (Decimal("10.50"), "sale", "calculated")
     assert stored.purchased_at == first.purchased_at and not first._state.adding
+
+
+def test_insert_many_stores_every_row_as_bulk_create_would_and_sets_their_keys(point_of_sale):
+    # given a stored receipt and lines with and without a product, one with a long name
+    product = ProductFactory()
+    receipt = Receipt.objects.create(
+        point_of_sale=point_of_sale,
+        external_id="R-2",
+        purchased_at=dt.datetime(2026, 5, 1, 10, tzinfo=dt.UTC),
+    )
+    lines = [
+        ReceiptLine(
+            receipt=receipt,
+            position=i,
+            product=product if i % 2 else None,
+            sku=f"SKU-{i}",
+            name="Кофе " * 40 if i == 3 else "",
+            quantity=Decimal("1.500"),
+            price=Decimal("99.90"),
+            amount=Decimal("149.85"),
+            discount=Decimal(i),
+        )
+        for i in range(1, 6)
+    ]
+
+    # when
+    insert_many(lines)
+
+    # then each object has its row's key and the rows hold every value, in order
+    stored = {ln.pk: ln for ln in ReceiptLine.objects.filter(receipt=receipt)}
+    assert [ln.pk for ln in lines] == sorted(stored) and all(not ln._state.adding for ln in lines)
+    for line in lines:
+        assert _fields(stored[line.pk]) == _fields(line)
+
+
+@pytest.mark.postgres  # elsewhere insert_many is bulk_create, which prepares every value
+def test_insert_many_refuses_a_model_with_values_it_would_not_prepare(db):
+    event = MemberEvent(event_type="app_installed", payload={"platform": "ios"})
+    with pytest.raises(ValueError, match="insert_many does not write loyalty.MemberEvent"):
+        insert_many([event])
