@@ -19,8 +19,9 @@ worker_class = "sync"
 # back-office import of a large member list, far beyond any till request.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 graceful_timeout = 30
-# The proxy talks to gunicorn over a private network; trust its forwarded headers.
-forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "*")
+# Whose X-Forwarded-* headers gunicorn believes: the proxy's address (docker-compose.yml
+# sets "*": only the proxy reaches the web container there).
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()

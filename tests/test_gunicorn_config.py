@@ -10,7 +10,7 @@ CONFIG = Path(__file__).resolve().parent.parent / "config" / "gunicorn.conf.py"
 
 
 def _load(monkeypatch, **env):
-    for name in ("WEB_CONCURRENCY", "GUNICORN_BIND", "GUNICORN_TIMEOUT"):
+    for name in ("WEB_CONCURRENCY", "GUNICORN_BIND", "GUNICORN_TIMEOUT", "FORWARDED_ALLOW_IPS"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -27,6 +27,7 @@ def test_workers_are_synchronous_so_a_busy_one_takes_no_new_connection(monkeypat
     assert cfg.workers >= 3  # two per core and one
     assert cfg.bind == ["0.0.0.0:8000"]
     assert cfg.timeout == 120
+    assert cfg.forwarded_allow_ips == ["127.0.0.1", "::1"]  # only a proxy beside it
 
 
 @pytest.mark.parametrize(
@@ -35,6 +36,7 @@ def test_workers_are_synchronous_so_a_busy_one_takes_no_new_connection(monkeypat
         ({"WEB_CONCURRENCY": "5"}, "workers", 5),
         ({"GUNICORN_BIND": "127.0.0.1:9000"}, "bind", ["127.0.0.1:9000"]),
         ({"GUNICORN_TIMEOUT": "45"}, "timeout", 45),
+        ({"FORWARDED_ALLOW_IPS": "*"}, "forwarded_allow_ips", ["*"]),
     ],
 )
 def test_the_environment_sets_workers_address_and_timeout(monkeypatch, env, field, expected):
