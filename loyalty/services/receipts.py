@@ -165,9 +165,6 @@ def receipt_store(
     transaction inserted it and holds its row; its lines are on it, not to be read
     again). Joins the caller's transaction without a savepoint of its own: an error
     rolls the caller's transaction back."""
-    existing = _SALE_AT_POINT.first(point_of_sale.pk, ReceiptKind.SALE, external_id)
-    if existing is not None:
-        return existing, False
     member = _identify(card, member)
     if not lines:
         raise ValidationError({"lines": _("A receipt needs at least one line.")})
@@ -215,7 +212,8 @@ def receipt_store(
     receipt.amount = sum((r.amount for r in line_rows), ZERO)
     receipt.discount = sum((r.discount for r in line_rows), ZERO)
     receipt.total = receipt.amount - receipt.discount
-    # A concurrent request may have stored this receipt id first: then that one stands.
+    # The receipt id stored before (a repeat), or by a concurrent request first: then that
+    # one stands. (Insert first, read on conflict: a repeat is rare, a new receipt is not.)
     if not insert_unless_exists(receipt, unique_fields=("point_of_sale", "kind", "external_id")):
         return _SALE_AT_POINT.first(point_of_sale.pk, ReceiptKind.SALE, external_id), False
     for row in line_rows:
