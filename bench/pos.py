@@ -5,18 +5,23 @@ HTTP with two worker processes, on PostgreSQL.
                         [--rate 300] [--workers 2] [--json] [--database-url URL]
 
 Generates (once per size; kept between runs) the demo program with ``--members``
-members (COPY), a catalog of ``--products`` SKUs in 100 groups, and ``--offers`` active offers of every kind the catalogs have (discounts
-on product groups, bonus percentages, points-of-sale attributes, sales channels, payment
-methods, receipt amounts, weekdays, audiences, member status), then measures:
+members (COPY), a catalog of ``--products`` SKUs in 100 groups, and ``--offers`` active
+offers of every kind the catalogs have (discounts on product groups, bonus percentages,
+points-of-sale attributes, sales channels, payment methods, receipt amounts, weekdays,
+audiences, member status), then measures:
 
 * ``engine_*``: ``evaluate()`` of one ``--lines``-line receipt against all compiled
   offers, in this process (the pure engine; context already built);
-* ``calculate_*``: ``POST /api/v1/pos/receipts/calculate`` through gunicorn with
-  ``--workers`` processes, requests sent at ``--rate`` per second over up to 64
-  keep-alive connections by an asyncio client (open loop: latency from each request's
-  planned start, so it includes queueing), random members and receipts;
+* ``calculate_*``: ``POST /api/v1/pos/receipts/calculate`` through gunicorn with the
+  production settings (``config/gunicorn.conf.py``: synchronous workers) and
+  ``--workers`` processes, requests sent at ``--rate`` per second, up to 64 at a time,
+  by an asyncio client (open loop: latency from each request's planned start, so it
+  includes queueing), random members and receipts;
 * ``confirm_*``: ``POST /api/v1/pos/receipts/confirm`` as fast as 8 clients go, each
-  receipt with its own idempotency key and receipt id (the ledger write path).
+  receipt with its own idempotency key and receipt id (the ledger write path);
+* ``*_server_cpu_ms``, ``*_database_cpu_ms``, ``*_client_cpu_ms``: CPU time per request of
+  the gunicorn workers, of PostgreSQL's backends and of the load generator (Linux
+  ``/proc``), so a reader can tell what the machine's cores allow.
 """
 
 import argparse

@@ -27,6 +27,55 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Cpu:
+    """CPU time (user + system, ms) of the server's worker processes, of the database's
+    backends serving the benchmark database, and of this client, read from ``/proc``
+    (Linux): what a request costs each of them, beside how long it took."""
+
+    def __init__(self, server_pid: int, database: str) -> None:
+        self.server_pid, self.database = server_pid, database.encode()
+        self.tick_ms = 1000 / os.sysconf("SC_CLK_TCK")
+
+    def _processes(self) -> tuple[list[int], list[int]]:
+        workers, backends = [], []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if int(stat[1]) == self.server_pid:  # the parent: gunicorn's arbiter
+                workers.append(int(entry.name))
+            elif cmdline.startswith(b"postgres:") and self.database in cmdline:
+                backends.append(int(entry.name))
+        return workers, backends
+
+    def _ms(self, pids: list[int]) -> float:
+        total = 0
+        for pid in pids:
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])
+        return total * self.tick_ms
+
+    def sample(self) -> tuple[float, float, float]:
+        workers, backends = self._processes()
+        own = os.times()
+        return self._ms(workers), self._ms(backends), (own.user + own.system) * 1000
+
+    @staticmethod
+    def per_request(before: tuple, after: tuple, n: int, phase: str) -> dict:
+        names = ("server", "database", "client")
+        return {
+            f"{phase}_{name}_cpu_ms": round((b - a) / n, 2)
+            for name, a, b in zip(names, before, after, strict=True)
+        }
+
+
 def _server(database_url: str, workers: int, port: int) -> subprocess.Popen:
     env = {
         **os.environ,
@@ -141,14 +190,15 @@ def http_measure(args, receipts, rng: random.Random) -> dict:
     port = _free_port()
     server = _server(args.database_url, args.workers, port)
     headers = {"Authorization": f"Api-Key {token}", "Content-Type": "application/json"}
+    database = args.database_url.rsplit("/", 1)[-1].split("?")[0]
     try:
-        return asyncio.run(_drive(port, headers, bodies, args.rate))
+        return asyncio.run(_drive(port, headers, bodies, args.rate, _Cpu(server.pid, database)))
     finally:
         server.terminate()
         server.wait(10)
 
 
-async def _drive(port: int, headers: dict[str, str], bodies: list[dict], rate: float) -> dict:
+async def _drive(port: int, headers: dict[str, str], bodies: list[dict], rate: float, cpu: _Cpu) -> dict:
     calculate_path, confirm_path = "/api/v1/pos/receipts/calculate", "/api/v1/pos/receipts/confirm"
     calculations = [json.dumps({**body, "payments": ["card"]}).encode() for body in bodies]
     pool = _Pool(port, 64)
@@ -172,8 +222,10 @@ async def _drive(port: int, headers: dict[str, str], bodies: list[dict], rate: f
             errors[0] += 1
         latencies.append((loop.time() - planned) * 1000)
 
+    calculate_cpu = cpu.sample()
     await asyncio.gather(*(calculate(i) for i in range(n)))
     elapsed = loop.time() - start
+    calculate_cpu = cpu.per_request(calculate_cpu, cpu.sample(), n, "calculate")
 
     # Confirm: as fast as 8 clients go, each receipt new.
     confirm_latencies: list[float] = []
@@ -198,16 +250,20 @@ async def _drive(port: int, headers: dict[str, str], bodies: list[dict], rate: f
                 confirm_errors[0] += 1
             confirm_latencies.append((loop.time() - t0) * 1000)
 
+    confirm_cpu = cpu.sample()
     t0 = loop.time()
     await asyncio.gather(*(client() for _ in range(8)))
     confirm_elapsed = loop.time() - t0
+    confirm_cpu = cpu.per_request(confirm_cpu, cpu.sample(), n, "confirm")
     return {
         "calculate_p50_ms": round(percentile(latencies, 50), 2),
         "calculate_p99_ms": round(percentile(latencies, 99), 2),
         "calculate_receipts_per_s": round(n / elapsed, 1),
         "calculate_errors": errors[0],
+        **calculate_cpu,
         "confirm_receipts_per_s": round(n / confirm_elapsed, 1),
         "confirm_p50_ms": round(percentile(confirm_latencies, 50), 2),
         "confirm_p99_ms": round(percentile(confirm_latencies, 99), 2),
         "confirm_errors": confirm_errors[0],
+        **confirm_cpu,
     }
