@@ -11,11 +11,14 @@ class CommunicationsConfig(AppConfig):
         import communications.services.chains  # noqa: F401
         import communications.services.regular  # noqa: F401
         from communications import selectors
+        from communications.models import FeedbackMessage
         from communications.services.delivery import status_updates_apply
         from gateways.hooks import register_status_sink
         from loyalty.admin.panels import register_member_panel
+        from loyalty.files import files_follow_rows
         from segments.hooks import register_message_source
 
+        files_follow_rows(FeedbackMessage, "attachment")
         register_member_panel(selectors.member_subscriptions_panel)
         register_member_panel(selectors.member_messages_panel)
         register_status_sink(status_updates_apply)
