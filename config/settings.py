@@ -228,10 +228,23 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Every enum under a name of its own, so a field added elsewhere cannot rename it in
+    # the integrators' generated clients (the event-type enums are named by their
+    # serializers: their values differ by API).
     "ENUM_NAME_OVERRIDES": {
         "ContactStatusEnum": "loyalty.models.ContactStatus",
         "CardKindEnum": "loyalty.models.CardKind",
+        "CardStateEnum": "loyalty.models.CardState",
         "EntryKindEnum": "loyalty.models.EntryKind",
+        "GenderEnum": "loyalty.models.Gender",
+        "MemberStateEnum": "loyalty.models.MemberState",
+        "RegistrationChannelEnum": "loyalty.models.RegistrationChannel",
+        "ContactChannelEnum": "loyalty.models.ContactChannel",
+        "LanguageEnum": LANGUAGES,
+        "FeedbackAuthorEnum": ["member", "operator"],
+        "DevicePlatformEnum": "communications.models.delivery.DevicePlatform",
+        "SignInCodePurposeEnum": ["sign_in", "register"],
+        "AppEventTypeEnum": "portal.api.serializers.APP_EVENTS",
     },
 }
 

@@ -1,3 +1,4 @@
+from django.conf import settings
 from rest_framework import serializers
 
 from loyalty.api.fields import JsonObjectField
@@ -57,7 +58,7 @@ class MemberIn(serializers.Serializer):
     postal_address = serializers.CharField(required=False, allow_blank=True)
     city = serializers.CharField(max_length=128, required=False, allow_blank=True)
     time_zone = serializers.CharField(max_length=64, required=False, allow_blank=True)
-    language = serializers.ChoiceField(choices=["", "en", "ru"], required=False)
+    language = serializers.ChoiceField(choices=[("", ""), *settings.LANGUAGES], required=False)
     children = serializers.ListField(child=serializers.DictField(), required=False)
     pets = serializers.ListField(child=serializers.CharField(max_length=32), required=False)
     custom_fields = serializers.DictField(required=False)
