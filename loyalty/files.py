@@ -4,8 +4,11 @@ in storage, and a member's files would outlive the member. ``files_follow_rows``
 a row's files once the deleting transaction commits (a rollback keeps them), and a file
 replaced by another upload once the change commits."""
 
+from pathlib import Path
+
+from django.apps import apps
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import FileField, Model
 from django.db.models.signals import post_delete, post_save, pre_save
 
 
@@ -45,15 +48,10 @@ def files_follow_rows(model: type[Model], *fields: str) -> None:
     post_save.connect(saved, sender=model, weak=False, dispatch_uid=f"files-saved:{label}")
 
 
-def files_unreferenced(storage_root) -> list:
+def files_unreferenced(storage_root) -> list[Path]:
     """Files under ``storage_root`` (the media folder) that no row's file field names:
     left by deletions before files followed their rows, or by uploads whose transaction
     rolled back. Read set-wise: one query per file field."""
-    from pathlib import Path
-
-    from django.apps import apps
-    from django.db.models import FileField
-
     referenced: set[str] = set()
     for model in apps.get_models():
         for field in model._meta.concrete_fields:

@@ -166,10 +166,10 @@ _inserts: dict[tuple, str] = {}
 
 def insert_many(objs: list[models.Model], *, using: str = "default") -> None:
     """``bulk_create(objs)`` for models of plain values (numbers, decimals, text, foreign
-    keys) with an automatic primary key, setting each object's key. On PostgreSQL one ``INSERT ... SELECT FROM
-    unnest(arrays) RETURNING`` written once per process, with the attributes as they are:
-    the ORM prepares every value of every row, which for a receipt's lines cost more than
-    the insert. Elsewhere ``bulk_create``."""
+    keys) with an automatic primary key, setting each object's key. On PostgreSQL one
+    ``INSERT ... SELECT FROM unnest(arrays) RETURNING`` written once per process, with the
+    attributes as they are: the ORM prepares every value of every row, which for a
+    receipt's lines cost more than the insert. Elsewhere ``bulk_create``."""
     if not objs:
         return
     model = type(objs[0])
