@@ -15,9 +15,10 @@ import os
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
 worker_class = "sync"
-# A request running longer than this is killed with its worker: long enough for a
-# back-office import of a large member list, far beyond any till request.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+# A request running longer than this is killed with its worker (a synchronous worker
+# cannot tell a stuck request from a long one): long enough for a back-office import or
+# a streamed CSV export of millions of members, far beyond any till request.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "600"))
 graceful_timeout = 30
 # Whose X-Forwarded-* headers gunicorn believes: the proxy's address (docker-compose.yml
 # sets "*": only the proxy reaches the web container there).

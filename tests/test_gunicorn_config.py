@@ -26,7 +26,7 @@ def test_workers_are_synchronous_so_a_busy_one_takes_no_new_connection(monkeypat
     assert cfg.worker_class_str == "sync"
     assert cfg.workers >= 3  # two per core and one
     assert cfg.bind == ["0.0.0.0:8000"]
-    assert cfg.timeout == 120
+    assert cfg.timeout == 600
     assert cfg.forwarded_allow_ips == ["127.0.0.1", "::1"]  # only a proxy beside it
 
 
