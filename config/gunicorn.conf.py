@@ -12,13 +12,21 @@ clients and keeps their connections open, so the workers never wait on a network
 import multiprocessing
 import os
 
+
+def _positive(name: str, default: int) -> int:
+    raw = os.environ.get(name) or str(default)
+    if not raw.isdigit() or int(raw) < 1:
+        raise SystemExit(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
+
+
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("WEB_CONCURRENCY") or multiprocessing.cpu_count() * 2 + 1)
+workers = _positive("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1)
 worker_class = "sync"
 # A request running longer than this is killed with its worker (a synchronous worker
 # cannot tell a stuck request from a long one): long enough for a back-office import or
 # a streamed CSV export of millions of members, far beyond any till request.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "600"))
+timeout = _positive("GUNICORN_TIMEOUT", 600)
 graceful_timeout = 30
 # Whose X-Forwarded-* headers gunicorn believes: the proxy's address (docker-compose.yml
 # sets "*": only the proxy reaches the web container there).

@@ -41,3 +41,11 @@ def test_workers_are_synchronous_so_a_busy_one_takes_no_new_connection(monkeypat
 )
 def test_the_environment_sets_workers_address_and_timeout(monkeypatch, env, field, expected):
     assert getattr(_load(monkeypatch, **env), field) == expected
+
+
+@pytest.mark.parametrize("value", ["two", "0", "-3", "1.5"])
+def test_a_bad_number_stops_the_server_naming_the_variable(monkeypatch, value):
+    with pytest.raises(
+        SystemExit, match=f"WEB_CONCURRENCY must be a whole number of at least 1, not '{value}'"
+    ):
+        _load(monkeypatch, WEB_CONCURRENCY=value)
