@@ -43,9 +43,10 @@ def test_the_environment_sets_workers_address_and_timeout(monkeypatch, env, fiel
     assert getattr(_load(monkeypatch, **env), field) == expected
 
 
-@pytest.mark.parametrize("value", ["two", "0", "-3", "1.5"])
-def test_a_bad_number_stops_the_server_naming_the_variable(monkeypatch, value):
+@pytest.mark.parametrize("value", ["ten", "0", "-3", "1.5"])
+def test_a_bad_timeout_stops_the_server_naming_the_variable(monkeypatch, value):
+    # (a WEB_CONCURRENCY gunicorn cannot read stops gunicorn itself, before its settings)
     with pytest.raises(
-        SystemExit, match=f"WEB_CONCURRENCY must be a whole number of at least 1, not '{value}'"
+        SystemExit, match=f"GUNICORN_TIMEOUT must be a whole number of at least 1, not '{value}'"
     ):
-        _load(monkeypatch, WEB_CONCURRENCY=value)
+        _load(monkeypatch, GUNICORN_TIMEOUT=value)
