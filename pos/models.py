@@ -61,7 +61,11 @@ class IdempotencyRecord(models.Model):
     that reuses the key."""
 
     api_key = models.ForeignKey(
-        ApiKey, models.CASCADE, related_name="idempotency_records", verbose_name=_("API key")
+        ApiKey,
+        models.CASCADE,
+        related_name="idempotency_records",
+        verbose_name=_("API key"),
+        db_index=False,  # idempotency_key_unique leads with the key
     )
     key = models.CharField(_("idempotency key"), max_length=128)
     method = models.CharField(_("method"), max_length=8)

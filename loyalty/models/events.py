@@ -16,6 +16,7 @@ class MemberEvent(models.Model):
         blank=True,
         related_name="events",
         verbose_name=_("member"),
+        db_index=False,  # event_member_time_idx leads with the member
     )
     occurred_at = models.DateTimeField(_("occurred at"), default=timezone.now)
     point_of_sale = models.ForeignKey(
