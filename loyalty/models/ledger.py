@@ -103,9 +103,9 @@ class BonusOperation(models.Model):
     account = models.ForeignKey(
         BonusAccount, models.PROTECT, null=True, blank=True, related_name="operations", db_index=False
     )
-    idempotency_key = models.CharField(
-        _("idempotency key"), max_length=128, unique=True, null=True, blank=True
-    )
+    # Unique by the constraint below: a field's unique=True would add, on PostgreSQL, a
+    # second index for LIKE searches that no query makes, written on every operation.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=128, null=True, blank=True)
     amount = models.DecimalField(_("amount"), default=ZERO, **POINTS)
     source_type = models.CharField(_("source"), max_length=16, choices=SourceType.choices)
     # The offer, campaign or regular task that caused it, by the owning app's id.
@@ -136,6 +136,9 @@ class BonusOperation(models.Model):
         verbose_name = _("bonus operation")
         verbose_name_plural = _("bonus operations")
         indexes = [models.Index(fields=["account", "created_at"], name="operation_account_time_idx")]
+        constraints = [
+            models.UniqueConstraint(fields=["idempotency_key"], name="operation_idempotency_key_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount}"
