@@ -115,7 +115,10 @@ class Counter(models.Model):
 
 
 class CounterValue(models.Model):
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="counter_values")
+    # No index of its own: counter_value_unique leads with the member.
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="counter_values", db_index=False
+    )
     counter = models.ForeignKey(Counter, models.CASCADE, related_name="values")
     period_start = models.DateField(_("period from"))
     value = models.DecimalField(_("value"), max_digits=14, decimal_places=2, default=0)
@@ -159,7 +162,10 @@ class PersonalProductProgram(models.Model):
 class PersonalProduct(models.Model):
     """A product the member picked for the personal-products offer of a period."""
 
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="personal_products")
+    # No index of its own: personal_product_member leads with the member.
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="personal_products", db_index=False
+    )
     program = models.ForeignKey(
         PersonalProductProgram,
         models.CASCADE,

@@ -259,7 +259,10 @@ class StatsClock(models.Model):
 class RFMChange(models.Model):
     """A member moved between RFM segments (also recorded as a member event)."""
 
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="+", db_constraint=False)
+    # No index of its own: rfm_change_member_idx leads with the member.
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="+", db_constraint=False, db_index=False
+    )
     segment_from = models.CharField(max_length=24, choices=RFMSegment.choices, blank=True)
     segment_to = models.CharField(max_length=24, choices=RFMSegment.choices, blank=True)
     changed_at = models.DateTimeField()

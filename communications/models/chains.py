@@ -106,7 +106,8 @@ class ChainEntry(models.Model):
     """A member's pass through a chain, started by one occurrence of the turn-on event."""
 
     chain = models.ForeignKey(Chain, models.CASCADE, related_name="entries", db_index=False)
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="chain_entries")
+    # No index of its own: chain_entry_member leads with the member.
+    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="chain_entries", db_index=False)
     occurrence = models.BigIntegerField(_("turn-on event"), help_text=_("The journal id of the event."))
     step = models.PositiveSmallIntegerField(_("current step"), default=0)
     state = models.CharField(_("state"), max_length=16, choices=EntryState.choices, default=EntryState.ACTIVE)

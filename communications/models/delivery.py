@@ -264,7 +264,8 @@ class DevicePlatform(models.TextChoices):
 
 
 class DeviceToken(models.Model):
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="device_tokens")
+    # No index of its own: device_token_member leads with the member.
+    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="device_tokens", db_index=False)
     app = models.CharField(_("app"), max_length=128, help_text=_("Package name or bundle id."))
     platform = models.CharField(_("platform"), max_length=16, choices=DevicePlatform.choices)
     token = models.CharField(_("token"), max_length=512)

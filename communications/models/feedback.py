@@ -33,8 +33,9 @@ class FeedbackStatus(models.TextChoices):
 
 
 class Feedback(models.Model):
+    # No index of its own: feedback_member leads with the member.
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="feedback", verbose_name=_("member")
+        "loyalty.Member", models.CASCADE, related_name="feedback", verbose_name=_("member"), db_index=False
     )
     topic = models.ForeignKey(FeedbackTopic, models.PROTECT, null=True, blank=True, verbose_name=_("topic"))
     subject = models.CharField(_("subject"), max_length=200)

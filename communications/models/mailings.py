@@ -64,7 +64,10 @@ class UnsubscribeReason(models.Model):
 class CategoryOptOut(models.Model):
     """The member does not want mailings of this category (on any channel)."""
 
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="category_opt_outs")
+    # No index of its own: category_opt_out_unique leads with the member.
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="category_opt_outs", db_index=False
+    )
     category = models.ForeignKey(MailingCategory, models.CASCADE, related_name="opt_outs")
     created_at = models.DateTimeField(_("since"), default=timezone.now)
 
