@@ -50,3 +50,39 @@ def test_a_bad_timeout_stops_the_server_naming_the_variable(monkeypatch, value):
         SystemExit, match=f"GUNICORN_TIMEOUT must be a whole number of at least 1, not '{value}'"
     ):
         _load(monkeypatch, GUNICORN_TIMEOUT=value)
+
+
+def _compose_environment(service: str, given: dict[str, str]) -> dict[str, str]:
+    """The service's environment as docker compose would pass it: ``${NAME:-default}``
+    and ``${NAME:?message}`` filled from ``given``."""
+    import re
+
+    import yaml
+
+    compose = yaml.safe_load((CONFIG.parent.parent / "docker-compose.yml").read_text())
+
+    def fill(value) -> str:
+        def one(match):
+            name, default = match.group(1), match.group(3) or ""
+            return given.get(name) or default
+
+        return re.sub(r"\$\{(\w+)(:-([^}]*)|:\?[^}]*)?\}", one, str(value))
+
+    return {name: fill(value) for name, value in compose["services"][service]["environment"].items()}
+
+
+def test_the_compose_web_service_gets_settings_gunicorn_can_start_with():
+    import subprocess
+    import sys
+
+    env = _compose_environment("web", {"SECRET_KEY": "compose-check-" + "x" * 50})
+    env = {**env, "PATH": "/usr/bin:/bin", "VAR_DIR": str(CONFIG.parent.parent / "var")}
+    checked = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(CONFIG), "--check-config", "config.wsgi:application"],
+        cwd=CONFIG.parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr[-2000:]
