@@ -53,6 +53,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.health.HealthCheckMiddleware",  # /healthz, /readyz: before host checks and redirects
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -103,6 +104,9 @@ else:
     # DATABASE_PREPARE_THRESHOLD to an empty value behind a transaction-pooling proxy.
     _options = DATABASES["default"].setdefault("OPTIONS", {})
     _options["server_side_binding"] = True
+    # A database that does not answer fails a connection attempt in seconds, not after the
+    # operating system's TCP timeout of minutes with a web worker waiting on it.
+    _options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
     _threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
     _options["prepare_threshold"] = int(_threshold) if _threshold else None
     # JIT compilation costs 100-300 ms on the first run of a large query (segment counts,
@@ -119,7 +123,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- cache and Celery -------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            # Likewise for the cache: throttling and readiness never hang on a lost Redis.
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 else:
