@@ -23,6 +23,11 @@ def _positive(name: str, default: int) -> int:
 bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
 workers = _positive("WEB_CONCURRENCY", multiprocessing.cpu_count() * 2 + 1)
 worker_class = "sync"
+# Load the application once, in the master, and fork the workers from it: what start-up
+# loaded and froze (config.runtime) stays shared between them, about half of each
+# worker's memory (two workers after 600 till requests: 294 MB in all instead of 457),
+# and a replaced worker starts at once. Nothing opens a connection or a thread at load.
+preload_app = True
 # A request running longer than this is killed with its worker (a synchronous worker
 # cannot tell a stuck request from a long one): long enough for a back-office import or
 # a streamed CSV export of millions of members, far beyond any till request.

@@ -24,6 +24,7 @@ def _load(monkeypatch, **env):
 def test_workers_are_synchronous_so_a_busy_one_takes_no_new_connection(monkeypatch):
     cfg = _load(monkeypatch)
     assert cfg.worker_class_str == "sync"
+    assert cfg.preload_app  # workers forked from a loaded master share its memory
     assert cfg.workers >= 3  # two per core and one
     assert cfg.bind == ["0.0.0.0:8000"]
     assert cfg.timeout == 600
@@ -81,6 +82,28 @@ def test_the_compose_web_service_gets_settings_gunicorn_can_start_with():
         [sys.executable, "-m", "gunicorn", "-c", str(CONFIG), "--check-config", "config.wsgi:application"],
         cwd=CONFIG.parent.parent,
         env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr[-2000:]
+
+
+def test_loading_the_application_opens_no_connection_and_no_thread():
+    """What ``preload_app`` forks must hold no database connection, socket or thread:
+    the workers would share them."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import threading, config.wsgi\n"
+        "from django.db import connections\n"
+        "assert all(connections[a].connection is None for a in connections), 'a database connection'\n"
+        "assert threading.active_count() == 1, threading.enumerate()\n"
+    )
+    checked = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=CONFIG.parent.parent,
         capture_output=True,
         text=True,
         timeout=60,
