@@ -113,6 +113,19 @@ else:
     # RFM) and saves nothing on the short statements this application runs.
     if not env.bool("DATABASE_JIT", default=False):
         _options["options"] = (_options.get("options", "") + " -c jit=off").strip()
+    # The longest a statement of this process may run (empty: no limit). docker-compose
+    # gives the web service just under gunicorn's timeout, so a runaway back-office query
+    # ends with the request instead of running on after its worker was replaced; Celery
+    # workers (RFM, snapshots, mailings) run without it.
+    _statement_seconds = env.str("DATABASE_STATEMENT_TIMEOUT", default="")
+    if _statement_seconds:
+        if not _statement_seconds.isdigit():
+            raise environ.ImproperlyConfigured(
+                f"DATABASE_STATEMENT_TIMEOUT must be a whole number of seconds, not {_statement_seconds!r}"
+            )
+        _options["options"] = (
+            _options.get("options", "") + f" -c statement_timeout={int(_statement_seconds) * 1000}"
+        ).strip()
     DATABASES["default"].setdefault("TEST", {})["NAME"] = env.str(
         "TEST_DATABASE_NAME", default="test_loyalty"
     )
