@@ -24,10 +24,23 @@ def money(value: Decimal) -> Decimal:
     return value.quantize(CENT)
 
 
+def kopecks(value: Decimal) -> int:
+    """An amount of money as a whole number of kopecks (cents)."""
+    return int(value.quantize(CENT).scaleb(2))
+
+
+def from_kopecks(value: int) -> Decimal:
+    """Kopecks back to money, with two decimal places."""
+    return Decimal(value).scaleb(-2)
+
+
 @dataclass
 class Line:
     """A receipt line. Quantity and price are fixed once built (``amount`` is computed
-    then); only ``discount`` changes while offers run."""
+    then); only ``discount`` changes while offers run. The engine counts money on a line
+    in whole kopecks (``amount_k``, ``discount_k``): integer arithmetic, exact and several
+    times faster than decimals in the loops every offer runs over every line;
+    ``amount``, ``discount`` and ``total`` read it as money."""
 
     index: int
     sku: str
@@ -36,20 +49,30 @@ class Line:
     product_id: int | None = None
     group_path: str = ""  # "/food/coffee/" — the product's group and its ancestors as a path
     name: str = ""
-    discount: Decimal = ZERO
     min_price: Decimal = ZERO  # the lowest price per unit a discount may bring it to
     amount: Decimal = field(init=False)
+    amount_k: int = field(init=False, repr=False)
+    discount_k: int = field(init=False, default=0)
     prefixes: frozenset[str] = field(init=False, repr=False)  # the group path and its ancestors
-    caps: dict = field(init=False, repr=False, default_factory=dict)  # share -> the most discount allowed
+    caps: dict = field(init=False, repr=False, default_factory=dict)  # share -> most discount, kopecks
 
     def __post_init__(self) -> None:
         self.amount = money(self.quantity * self.price)
+        self.amount_k = kopecks(self.amount)
         parts = [p for p in self.group_path.split("/") if p]
         self.prefixes = frozenset("/" + "/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
 
     @property
+    def discount(self) -> Decimal:
+        return from_kopecks(self.discount_k)
+
+    @discount.setter
+    def discount(self, value: Decimal) -> None:
+        self.discount_k = kopecks(value)
+
+    @property
     def total(self) -> Decimal:
-        return self.amount - self.discount
+        return from_kopecks(self.amount_k - self.discount_k)
 
 
 @dataclass
@@ -112,7 +135,7 @@ class Context:
 
     @property
     def total(self) -> Decimal:
-        return sum((ln.total for ln in self.lines), ZERO)
+        return from_kopecks(sum(ln.amount_k - ln.discount_k for ln in self.lines))
 
     @property
     def quantity(self) -> Decimal:

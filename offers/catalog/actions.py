@@ -16,7 +16,19 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
 
 from offers.catalog.base import CatalogEntry, Registry
-from offers.engine import CENT, ZERO, Accrual, CompiledOffer, Context, Effect, Limits, Line, Result
+from offers.engine import (
+    CENT,
+    ZERO,
+    Accrual,
+    CompiledOffer,
+    Context,
+    Effect,
+    Limits,
+    Line,
+    Result,
+    from_kopecks,
+    kopecks,
+)
 
 
 class OfferAction(CatalogEntry):
@@ -90,37 +102,47 @@ class DiscountAction(OfferAction):
         self.target = params.get("target", "lines")
         self.rounding = params.get("rounding", "kopeck")
         self.min_price = Decimal(params.get("min_line_price") or 0)
+        # The value in hundredths (a percentage in basis points, an amount in kopecks),
+        # when it has at most two decimal places, as the form allows: integer arithmetic.
+        hundredths = self.value.scaleb(2)
+        self.value_h = int(hundredths) if hundredths == hundredths.to_integral_value() else None
+
+    def _wants(self, lines: list[Line]) -> list[int] | None:
+        """What the offer would take off each line, in kopecks, before the caps."""
+        if self.kind == "percent":
+            if self.rounding == "kopeck" and self.value_h is not None:
+                # total × p / 100 rounded half up, as whole numbers: (2·t·bp + 10⁴) // (2·10⁴)
+                bp2 = 2 * self.value_h
+                return [((ln.amount_k - ln.discount_k) * bp2 + 10000) // 20000 for ln in lines]
+            factor = self.value / 100
+            return [kopecks(rounded(ln.total * factor, self.rounding)) for ln in lines]
+        if self.target == "lines":
+            return [kopecks(rounded(self.value * ln.quantity, self.rounding)) for ln in lines]
+        # One amount spread over the lines in proportion to what is left on each; every
+        # line's share rounded down to the kopeck, the last line takes the remainder.
+        totals = [ln.amount_k - ln.discount_k for ln in lines]
+        base = sum(totals)
+        if base <= 0:
+            return None
+        value = self.value_h if self.value_h is not None else int(self.value.scaleb(2))
+        spread = left = min(value, base)  # more than the lines cost: all of each line
+        wants = []
+        last = len(lines) - 1
+        for i, line_total in enumerate(totals):
+            share = left if i == last else min(left, spread * line_total // base)
+            wants.append(share)
+            left -= share
+        return wants
 
     def apply(self, ctx, result, lines, offer, rule, limits):
         if not lines:
             return
-        if self.kind == "percent":
-            factor = self.value / 100
-            if self.rounding == "kopeck":  # the common case, without a call per line
-                wants = [((ln.amount - ln.discount) * factor).quantize(CENT, ROUND_HALF_UP) for ln in lines]
-            else:
-                wants = [rounded(ln.total * factor, self.rounding) for ln in lines]
-        elif self.target == "lines":
-            wants = [rounded(self.value * ln.quantity, self.rounding) for ln in lines]
-        else:
-            totals = [ln.total for ln in lines]
-            base = sum(totals, ZERO)
-            if base <= 0:
-                return
-            left = min(self.value, base)
-            wants = []
-            last = len(lines) - 1
-            for i, line_total in enumerate(totals):
-                share = (
-                    left
-                    if i == last
-                    else min(left, (self.value * line_total / base).quantize(CENT, ROUND_DOWN))
-                )
-                wants.append(share)
-                left -= share
+        wants = self._wants(lines)
+        if wants is None:
+            return
         share_cap = limits.max_line_discount_share
         floor_price = self.min_price
-        total = ZERO
+        total = 0
         touched = []
         for ln, want in zip(lines, wants, strict=True):
             if want <= 0:
@@ -128,18 +150,20 @@ class DiscountAction(OfferAction):
             # Room left on the line: the program's cap, and the minimum unit price.
             cap = ln.caps.get(share_cap)
             if cap is None:
-                cap = ln.caps[share_cap] = (ln.amount * share_cap).quantize(CENT, ROUND_DOWN)
-            room = cap - ln.discount
+                cap = ln.caps[share_cap] = int((ln.amount * share_cap).quantize(CENT, ROUND_DOWN).scaleb(2))
+            room = cap - ln.discount_k
             min_price = floor_price if floor_price > ln.min_price else ln.min_price
             if min_price:
-                room = min(room, ln.amount - (min_price * ln.quantity).quantize(CENT) - ln.discount)
+                room = min(room, ln.amount_k - kopecks(min_price * ln.quantity) - ln.discount_k)
             amount = want if want < room else room
             if amount > 0:
-                ln.discount += amount
+                ln.discount_k += amount
                 total += amount
                 touched.append(ln.index)
         if total > 0:
-            result.effects.append(Effect(offer.id, offer.name, rule, self.key, total, ctx.currency, touched))
+            result.effects.append(
+                Effect(offer.id, offer.name, rule, self.key, from_kopecks(total), ctx.currency, touched)
+            )
 
 
 class BonusParams(forms.Form):
@@ -191,7 +215,7 @@ class BonusAction(OfferAction):
         if not lines:
             return
         if self.kind == "percent":
-            amount = sum((ln.total for ln in lines), ZERO) * self.value / 100
+            amount = Decimal(sum(ln.amount_k - ln.discount_k for ln in lines)) * self.value / 10000
         elif self.per == "line":
             amount = self.value * sum((ln.quantity for ln in lines), ZERO)
         else:

@@ -2,12 +2,15 @@
 and the seed's worked offers carried out through the real purchase and event flows."""
 
 import datetime as dt
-from decimal import Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from communications.models import Message, Origin
 from communications.services.delivery import dispatch_batch
@@ -167,6 +170,57 @@ def test_a_fixed_discount_on_the_receipt_is_spread_in_proportion(items, expected
     # then the last line takes what rounding left over
     assert discounts(ctx) == [D(x) for x in expected]
     assert result.discount_total() == D("100")
+
+
+def test_a_fixed_discount_larger_than_the_receipt_takes_each_line_up_to_its_cap():
+    ctx = receipt(("A", 1, 30), ("B", 1, 10))
+    action_ = action("discount", kind="fixed", value="100", target="receipt")
+    evaluate(ctx, [compiled(action_)], Limits(max_line_discount_share=D("1")))
+    assert discounts(ctx) == [D("30.00"), D("10.00")]
+    ctx = receipt(("A", 1, 30), ("B", 1, 10))
+    evaluate(ctx, [compiled(action_)])  # the program's cap: 90 % of a line
+    assert discounts(ctx) == [D("27.00"), D("9.00")]
+
+
+_cents = st.integers(min_value=1, max_value=10_000_000).map(lambda c: D(c).scaleb(-2))
+_quantities = st.sampled_from(["1", "2", "3", "0.5", "1.250", "12"])
+
+
+@hsettings(max_examples=200, deadline=None)
+@given(
+    prices=st.lists(st.tuples(_quantities, _cents), min_size=1, max_size=12),
+    percent=st.integers(min_value=1, max_value=10_000).map(lambda h: D(h).scaleb(-2)),
+    fixed=_cents,
+)
+def test_the_engines_whole_kopecks_equal_the_decimal_definitions(prices, percent, fixed):
+    """The engine counts discounts in kopecks; what it takes equals the rule written in
+    decimals: a percentage of each line rounded half up, and a fixed amount (at most
+    what the lines cost) spread in proportion, each share rounded down and the remainder
+    on the last line."""
+    no_cap = Limits(max_line_discount_share=D("1"))
+    # a percentage of each line
+    ctx = receipt(*[("S", q, p) for q, p in prices])
+    evaluate(ctx, [compiled(action("discount", kind="percent", value=str(percent)))], no_cap)
+    assert discounts(ctx) == [
+        (ln.amount * percent / 100).quantize(D("0.01"), ROUND_HALF_UP) for ln in ctx.lines
+    ]
+    # a fixed amount spread over the receipt
+    ctx = receipt(*[("S", q, p) for q, p in prices])
+    evaluate(ctx, [compiled(action("discount", kind="fixed", value=str(fixed), target="receipt"))], no_cap)
+    base = sum(ln.amount for ln in ctx.lines)
+    spread = left = min(fixed, base)
+    expected = []
+    for i, ln in enumerate(ctx.lines):
+        share = (
+            left
+            if i == len(ctx.lines) - 1
+            else min(left, (spread * ln.amount / base).quantize(D("0.01"), ROUND_DOWN))
+        )
+        expected.append(share)
+        left -= share
+    assert discounts(ctx) == expected
+    assert sum(discounts(ctx)) == min(fixed, base)
+    assert ctx.total == base - min(fixed, base)
 
 
 def test_a_discount_works_only_on_the_lines_its_filters_chose():
