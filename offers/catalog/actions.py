@@ -118,20 +118,28 @@ class DiscountAction(OfferAction):
             return [kopecks(rounded(ln.total * factor, self.rounding)) for ln in lines]
         if self.target == "lines":
             return [kopecks(rounded(self.value * ln.quantity, self.rounding)) for ln in lines]
-        # One amount spread over the lines in proportion to what is left on each; every
-        # line's share rounded down to the kopeck, the last line takes the remainder.
+        # One amount spread over the lines in proportion to what is left on each, every
+        # share rounded down to the kopeck; the kopecks that leaves go one each to the
+        # lines whose share was rounded, from the last line back (so none gets more than
+        # its exact share rounded up, and the whole amount is given).
         totals = [ln.amount_k - ln.discount_k for ln in lines]
         base = sum(totals)
         if base <= 0:
             return None
         value = self.value_h if self.value_h is not None else int(self.value.scaleb(2))
-        spread = left = min(value, base)  # more than the lines cost: all of each line
-        wants = []
-        last = len(lines) - 1
-        for i, line_total in enumerate(totals):
-            share = left if i == last else min(left, spread * line_total // base)
+        spread = min(value, base)  # more than the lines cost: all of each line
+        wants, rounded_off = [], []
+        for line_total in totals:
+            share, fraction = divmod(spread * line_total, base)
             wants.append(share)
-            left -= share
+            rounded_off.append(fraction)
+        short = spread - sum(wants)
+        i = len(wants) - 1
+        while short:
+            if rounded_off[i]:
+                wants[i] += 1
+                short -= 1
+            i -= 1
         return wants
 
     def apply(self, ctx, result, lines, offer, rule, limits):

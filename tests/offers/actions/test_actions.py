@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -192,11 +192,13 @@ _quantities = st.sampled_from(["1", "2", "3", "0.5", "1.250", "12"])
     percent=st.integers(min_value=1, max_value=10_000).map(lambda h: D(h).scaleb(-2)),
     fixed=_cents,
 )
+@example(prices=[("1", D("0.01"))] * 3, percent=D("50"), fixed=D("0.02"))  # shares round to nothing
+@example(prices=[("1", D("30")), ("1", D("10"))], percent=D("100"), fixed=D("100"))  # more than the receipt
 def test_the_engines_whole_kopecks_equal_the_decimal_definitions(prices, percent, fixed):
     """The engine counts discounts in kopecks; what it takes equals the rule written in
     decimals: a percentage of each line rounded half up, and a fixed amount (at most
-    what the lines cost) spread in proportion, each share rounded down and the remainder
-    on the last line."""
+    what the lines cost) spread in proportion, each share rounded down and the kopecks
+    that leaves given one each to rounded shares from the last line back."""
     no_cap = Limits(max_line_discount_share=D("1"))
     # a percentage of each line
     ctx = receipt(*[("S", q, p) for q, p in prices])
@@ -208,19 +210,17 @@ def test_the_engines_whole_kopecks_equal_the_decimal_definitions(prices, percent
     ctx = receipt(*[("S", q, p) for q, p in prices])
     evaluate(ctx, [compiled(action("discount", kind="fixed", value=str(fixed), target="receipt"))], no_cap)
     base = sum(ln.amount for ln in ctx.lines)
-    spread = left = min(fixed, base)
-    expected = []
-    for i, ln in enumerate(ctx.lines):
-        share = (
-            left
-            if i == len(ctx.lines) - 1
-            else min(left, (spread * ln.amount / base).quantize(D("0.01"), ROUND_DOWN))
-        )
-        expected.append(share)
-        left -= share
+    spread = min(fixed, base)
+    exact = [spread * ln.amount / base if base else ln.amount for ln in ctx.lines]
+    expected = [share.quantize(D("0.01"), ROUND_DOWN) for share in exact]
+    short = spread - sum(expected)
+    for i in reversed(range(len(expected))):
+        if short and expected[i] != exact[i]:
+            expected[i] += D("0.01")
+            short -= D("0.01")
     assert discounts(ctx) == expected
-    assert sum(discounts(ctx)) == min(fixed, base)
-    assert ctx.total == base - min(fixed, base)
+    assert sum(discounts(ctx)) == spread
+    assert ctx.total == base - spread
 
 
 def test_a_discount_works_only_on_the_lines_its_filters_chose():
