@@ -53,12 +53,16 @@ class Line:
     amount: Decimal = field(init=False)
     amount_k: int = field(init=False, repr=False)
     discount_k: int = field(init=False, default=0)
+    floor_k: int = field(init=False, repr=False)  # what min_price leaves to pay, kopecks
     prefixes: frozenset[str] = field(init=False, repr=False)  # the group path and its ancestors
-    caps: dict = field(init=False, repr=False, default_factory=dict)  # share -> most discount, kopecks
+    # The most discount the program's share allows (kopecks), for the share it was computed for.
+    cap_k: int = field(init=False, repr=False, default=0)
+    cap_share: Decimal | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         self.amount = money(self.quantity * self.price)
         self.amount_k = kopecks(self.amount)
+        self.floor_k = kopecks(self.min_price * self.quantity) if self.min_price else 0
         parts = [p for p in self.group_path.split("/") if p]
         self.prefixes = frozenset("/" + "/".join(parts[: i + 1]) + "/" for i in range(len(parts)))
 
@@ -69,6 +73,26 @@ class Line:
     @discount.setter
     def discount(self, value: Decimal) -> None:
         self.discount_k = kopecks(value)
+
+    @property
+    def lines_by_prefix(self) -> dict[str, list[Line]]:
+        """The lines under each product group on the receipt (a group and its ancestors)."""
+        cached = self.__dict__.get("_by_prefix")
+        if cached is None:
+            cached = self.__dict__["_by_prefix"] = {}
+            for ln in self.lines:
+                for prefix in ln.prefixes:
+                    cached.setdefault(prefix, []).append(ln)
+        return cached
+
+    @property
+    def lines_by_sku(self) -> dict[str, list[Line]]:
+        cached = self.__dict__.get("_by_sku")
+        if cached is None:
+            cached = self.__dict__["_by_sku"] = {}
+            for ln in self.lines:
+                cached.setdefault(ln.sku, []).append(ln)
+        return cached
 
     @property
     def total(self) -> Decimal:
@@ -131,6 +155,26 @@ class Context:
         cached = self.__dict__.get("_prefixes")
         if cached is None:
             cached = self.__dict__["_prefixes"] = frozenset().union(*(ln.prefixes for ln in self.lines))
+        return cached
+
+    @property
+    def lines_by_prefix(self) -> dict[str, list[Line]]:
+        """The lines under each product group on the receipt (a group and its ancestors)."""
+        cached = self.__dict__.get("_by_prefix")
+        if cached is None:
+            cached = self.__dict__["_by_prefix"] = {}
+            for ln in self.lines:
+                for prefix in ln.prefixes:
+                    cached.setdefault(prefix, []).append(ln)
+        return cached
+
+    @property
+    def lines_by_sku(self) -> dict[str, list[Line]]:
+        cached = self.__dict__.get("_by_sku")
+        if cached is None:
+            cached = self.__dict__["_by_sku"] = {}
+            for ln in self.lines:
+                cached.setdefault(ln.sku, []).append(ln)
         return cached
 
     @property

@@ -156,13 +156,15 @@ class DiscountAction(OfferAction):
             if want <= 0:
                 continue
             # Room left on the line: the program's cap, and the minimum unit price.
-            cap = ln.caps.get(share_cap)
-            if cap is None:
-                cap = ln.caps[share_cap] = int((ln.amount * share_cap).quantize(CENT, ROUND_DOWN).scaleb(2))
-            room = cap - ln.discount_k
-            min_price = floor_price if floor_price > ln.min_price else ln.min_price
-            if min_price:
-                room = min(room, ln.amount_k - kopecks(min_price * ln.quantity) - ln.discount_k)
+            if ln.cap_share is not share_cap:
+                ln.cap_k = int((ln.amount * share_cap).quantize(CENT, ROUND_DOWN).scaleb(2))
+                ln.cap_share = share_cap
+            room = ln.cap_k - ln.discount_k
+            floor = ln.floor_k
+            if floor_price:
+                floor = max(floor, kopecks(floor_price * ln.quantity))
+            if floor:
+                room = min(room, ln.amount_k - floor - ln.discount_k)
             amount = want if want < room else room
             if amount > 0:
                 ln.discount_k += amount

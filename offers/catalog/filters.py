@@ -178,9 +178,25 @@ class ProductsFilter(OfferFilter):
         return line.group_path in self.paths
 
     def select(self, ctx, lines):
-        if not self.exclude and self.skus.isdisjoint(ctx.skus) and self.paths.isdisjoint(ctx.prefixes):
+        if self.exclude:
+            return [ln for ln in lines if not self._matches(ln)]
+        paths = self.paths & ctx.prefixes
+        skus = self.skus & ctx.skus
+        if not paths and not skus:
             return []  # nothing on this receipt can match: no need to look at each line
-        return [ln for ln in lines if self._matches(ln) != self.exclude]
+        if lines is not ctx.lines:  # an earlier filter chose some lines: look at those
+            return [ln for ln in lines if self._matches(ln)]
+        # All the receipt's lines: take the matching ones from the receipt's index.
+        by_prefix, by_sku = ctx.lines_by_prefix, ctx.lines_by_sku
+        found: dict[int, Line] = {}
+        for path in paths:
+            for ln in by_prefix[path]:
+                if self.descendants or ln.group_path == path:
+                    found[ln.index] = ln
+        for sku in skus:
+            for ln in by_sku[sku]:
+                found[ln.index] = ln
+        return [found[i] for i in sorted(found)] if len(found) > 1 else list(found.values())
 
 
 class AmountParams(forms.Form):
