@@ -183,7 +183,10 @@ class Context:
 
     @property
     def quantity(self) -> Decimal:
-        return sum((ln.quantity for ln in self.lines), ZERO)
+        cached = self.__dict__.get("_quantity")  # quantities never change either
+        if cached is None:
+            cached = self.__dict__["_quantity"] = sum((ln.quantity for ln in self.lines), ZERO)
+        return cached
 
 
 @dataclass

@@ -49,6 +49,9 @@ class MetavariableRegistry:
     def values(self, ctx: Context, result: Result) -> dict[str, Any]:
         return {name: var.value(ctx, result) for name, var in self._vars.items()}
 
+    def value(self, name: str, ctx: Context, result: Result) -> Any:
+        return self._vars[name].value(ctx, result)
+
 
 metavariables = MetavariableRegistry()
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True)
@@ -73,12 +76,21 @@ def template_errors(text: str) -> list[str]:
 
 @lru_cache(maxsize=4096)
 def _compiled(text: str):
-    """Templates are compiled once per process (an offer's texts rarely change)."""
-    return _env.from_string(text)
+    """Templates are compiled once per process (an offer's texts rarely change), with the
+    metavariables they use."""
+    names = meta.find_undeclared_variables(_env.parse(text))
+    return _env.from_string(text), [name for name in names if name in metavariables]
 
 
-def render(text: str, ctx: Context, result: Result) -> str:
-    output = _compiled(text).render(metavariables.values(ctx, result))
+def render(text: str, ctx: Context, result: Result, values: dict[str, Any] | None = None) -> str:
+    """``text`` with the metavariables it uses. ``values``: the ones already computed for
+    this context and result (renders of one result share them; filled in here)."""
+    template, names = _compiled(text)
+    values = {} if values is None else values
+    for name in names:
+        if name not in values:
+            values[name] = metavariables.value(name, ctx, result)
+    output = template.render({name: values[name] for name in names})
     return output[:MAX_OUTPUT]
 
 

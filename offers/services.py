@@ -182,9 +182,10 @@ class Calculation:
 
 
 def _render_pending(ctx: Context, result: Result) -> None:
+    values: dict = {}  # the final figures, computed once for all the texts
     for target, _offer_id, template in result.pending_texts:
         try:
-            getattr(result, target).append(render(template, ctx, result))
+            getattr(result, target).append(render(template, ctx, result, values))
         except Exception as exc:  # a template error must not break the till
             log.warning("offer %s message failed to render: %s", _offer_id, exc)
     result.pending_texts.clear()

@@ -223,7 +223,10 @@ class ReceiptAmountFilter(OfferFilter):
         self.measure, self.op, self.value = params["measure"], params["operator"], Decimal(params["value"])
 
     def passes(self, ctx):
-        measured = {"amount": ctx.amount, "quantity": ctx.quantity, "lines": Decimal(len(ctx.lines))}[
-            self.measure
-        ]
+        if self.measure == "amount":
+            measured = ctx.amount
+        elif self.measure == "quantity":
+            measured = ctx.quantity
+        else:
+            measured = Decimal(len(ctx.lines))
         return compare(measured, self.op, self.value)
