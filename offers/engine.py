@@ -34,7 +34,7 @@ def from_kopecks(value: int) -> Decimal:
     return Decimal(value).scaleb(-2)
 
 
-@dataclass
+@dataclass(slots=True)
 class Line:
     """A receipt line. Quantity and price are fixed once built (``amount`` is computed
     then); only ``discount`` changes while offers run. The engine counts money on a line
