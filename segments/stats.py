@@ -114,21 +114,30 @@ def groups_recompute_member(member_id: int) -> None:
         )
 
 
+def _groups_upsert_sql() -> str:
+    """Add one sale's product groups to its member's rows; parameters: member id,
+    purchased at (twice), receipt id."""
+    g = _G
+    return (
+        f"INSERT INTO {g} (member_id, group_id, first_purchase_at, last_purchase_at, receipts) "
+        f"SELECT DISTINCT %s, p.group_id, %s, %s, 1 FROM {_LINES} l JOIN {_PRODUCTS} p ON p.id = l.product_id "
+        f"WHERE l.receipt_id = %s AND p.group_id IS NOT NULL "
+        f"ON CONFLICT (member_id, group_id) DO UPDATE SET receipts = {g}.receipts + 1, "
+        f"first_purchase_at = CASE WHEN excluded.first_purchase_at < {g}.first_purchase_at "
+        f"THEN excluded.first_purchase_at ELSE {g}.first_purchase_at END, "
+        f"last_purchase_at = CASE WHEN excluded.last_purchase_at > {g}.last_purchase_at "
+        f"THEN excluded.last_purchase_at ELSE {g}.last_purchase_at END"
+    )
+
+
+def _groups_params(receipt: "Receipt | Sale") -> list:
+    return [receipt.member_id, receipt.purchased_at, receipt.purchased_at, receipt.pk]
+
+
 def groups_add_receipt(receipt: Receipt) -> None:
     """Add one sale's product groups to its member's rows (one statement)."""
-    g = _G
     with connection.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO {g} (member_id, group_id, first_purchase_at, last_purchase_at, receipts) "
-            f"SELECT DISTINCT %s, p.group_id, %s, %s, 1 FROM {_LINES} l JOIN {_PRODUCTS} p ON p.id = l.product_id "
-            f"WHERE l.receipt_id = %s AND p.group_id IS NOT NULL "
-            f"ON CONFLICT (member_id, group_id) DO UPDATE SET receipts = {g}.receipts + 1, "
-            f"first_purchase_at = CASE WHEN excluded.first_purchase_at < {g}.first_purchase_at "
-            f"THEN excluded.first_purchase_at ELSE {g}.first_purchase_at END, "
-            f"last_purchase_at = CASE WHEN excluded.last_purchase_at > {g}.last_purchase_at "
-            f"THEN excluded.last_purchase_at ELSE {g}.last_purchase_at END",
-            [receipt.member_id, receipt.purchased_at, receipt.purchased_at, receipt.pk],
-        )
+        cur.execute(_groups_upsert_sql(), _groups_params(receipt))
 
 
 def _window_changes(purchased_at: dt.datetime, total: Decimal, sign: int, now: dt.datetime) -> dict:
@@ -140,7 +149,7 @@ def _window_changes(purchased_at: dt.datetime, total: Decimal, sign: int, now: d
     return changes
 
 
-def _stats_upsert(receipt: Receipt, now: dt.datetime) -> None:
+def _stats_upsert_sql(receipt: "Receipt | Sale", now: dt.datetime) -> tuple[str, list]:
     """Add one sale to its member's row, making the row on the member's first purchase:
     one ``INSERT ... ON CONFLICT DO UPDATE`` (a concurrent first purchase of the same
     member waits on the row and adds to it)."""
@@ -152,17 +161,16 @@ def _stats_upsert(receipt: Receipt, now: dt.datetime) -> None:
         values += [1 if inside else 0, receipt.total if inside else Decimal(0)]
     least, greatest = ("LEAST", "GREATEST") if connection.vendor == "postgresql" else ("MIN", "MAX")
     at = connection.ops.adapt_datetimefield_value(receipt.purchased_at)
-    with connection.cursor() as cur:
-        cur.execute(
-            f"INSERT INTO {s} (member_id, first_purchase_at, last_purchase_at, {', '.join(columns)}) "
-            f"VALUES ({', '.join(['%s'] * (len(columns) + 3))}) "
-            f"ON CONFLICT (member_id) DO UPDATE SET "
-            + ", ".join(f"{c} = {s}.{c} + excluded.{c}" for c in columns)
-            + f", first_purchase_at = {least}(COALESCE({s}.first_purchase_at, excluded.first_purchase_at), "
-            f"excluded.first_purchase_at), last_purchase_at = {greatest}(COALESCE({s}.last_purchase_at, "
-            f"excluded.last_purchase_at), excluded.last_purchase_at)",
-            [receipt.member_id, at, at, *values],
-        )
+    sql = (
+        f"INSERT INTO {s} (member_id, first_purchase_at, last_purchase_at, {', '.join(columns)}) "
+        f"VALUES ({', '.join(['%s'] * (len(columns) + 3))}) "
+        f"ON CONFLICT (member_id) DO UPDATE SET "
+        + ", ".join(f"{c} = {s}.{c} + excluded.{c}" for c in columns)
+        + f", first_purchase_at = {least}(COALESCE({s}.first_purchase_at, excluded.first_purchase_at), "
+        f"excluded.first_purchase_at), last_purchase_at = {greatest}(COALESCE({s}.last_purchase_at, "
+        f"excluded.last_purchase_at), excluded.last_purchase_at)"
+    )
+    return sql, [receipt.member_id, at, at, *values]
 
 
 @dataclass(frozen=True)
@@ -176,11 +184,19 @@ class Sale:
 
 
 def sale_add(sale: Sale | Receipt, *, now: dt.datetime | None = None) -> None:
-    """Add one sale to its member's figures: two statements, no savepoint of its own."""
+    """Add one sale to its member's figures, no savepoint of its own: on PostgreSQL one
+    statement (the groups' upsert as a data-modifying CTE of the figures' upsert), on
+    other databases two."""
     now = now or timezone.now()
-    with transaction.atomic(savepoint=False):
-        groups_add_receipt(sale)
-        _stats_upsert(sale, now)
+    stats_sql, stats_params = _stats_upsert_sql(sale, now)
+    with transaction.atomic(savepoint=False), connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute(
+                f"WITH groups AS ({_groups_upsert_sql()}) {stats_sql}", [*_groups_params(sale), *stats_params]
+            )
+        else:
+            cur.execute(_groups_upsert_sql(), _groups_params(sale))
+            cur.execute(stats_sql, stats_params)
 
 
 def stats_add_receipt(receipt: Receipt, *, sign: int = 1, now: dt.datetime | None = None) -> None:
