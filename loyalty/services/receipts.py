@@ -219,8 +219,11 @@ def receipt_store(
     for row in line_rows:
         row.receipt = receipt
     insert_many(line_rows)
-    ReceiptPayment.objects.bulk_create(
-        [ReceiptPayment(receipt=receipt, method_id=methods[p.method], amount=p.amount) for p in payments]
+    insert_many(
+        [
+            ReceiptPayment(receipt=receipt, method_id=methods[p.method], amount=ledger.points(p.amount))
+            for p in payments
+        ]
     )
     # As prefetch_related leaves them: receipt.lines.all() answers without a query.
     receipt._prefetched_objects_cache = {"lines": line_rows}
