@@ -60,6 +60,25 @@ def test_a_repeat_returns_the_first_response_byte_for_byte(world, seed_offers, c
     assert IdempotencyRecord.objects.get().state == IdempotencyState.DONE
 
 
+@pytest.mark.postgres
+def test_stored_answers_are_compressed_with_lz4_and_replayed_whole(world, seed_offers, card, api):
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM pg_settings WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)"
+        )
+        if cur.fetchone() is None:
+            pytest.skip("this PostgreSQL server is built without lz4")
+    lines = [{"sku": f"SKU{i}", "quantity": "1", "price": "10.00", "name": "x" * 200} for i in range(60)]
+    body = {**confirm_body(card, bonus_payment="0"), "lines": lines}
+    first = post(api, "receipts/confirm", body, idempotency_key="k-big")
+    again = post(api, "receipts/confirm", body, idempotency_key="k-big")
+    assert first.status_code == again.status_code == 201 and len(first.content) > 10_000
+    assert again.content == first.content
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT pg_column_compression(response_body) FROM {IdempotencyRecord._meta.db_table}")
+        assert cur.fetchone() == ("lz4",)
+
+
 def test_key_order_and_spacing_of_the_body_do_not_matter(world, card, api):
     body = confirm_body(card)
     first = post(api, "receipts/confirm", body, idempotency_key="k-1")
