@@ -70,6 +70,11 @@ def _text(raw, max_length: int, *, allow_blank: bool = False) -> str | None:
     """A ``CharField``'s value for plain valid input, else ``None``."""
     if not isinstance(raw, str) or "\x00" in raw:
         return None
+    if not raw.isascii():
+        try:
+            raw.encode()
+        except UnicodeEncodeError:  # a lone surrogate: the serializer names the field
+            return None
     text = raw.strip()
     if (not text and not allow_blank) or len(text) > max_length:
         return None

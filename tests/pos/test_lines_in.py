@@ -1,6 +1,9 @@
 """The till's lines are read by a fast path for plainly valid input; it must agree with
 the serializer's own field-by-field validation on every input, valid or not."""
 
+import json
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rest_framework import serializers
@@ -27,7 +30,11 @@ numbers = st.one_of(
     st.floats(allow_nan=False, allow_infinity=False),
     st.sampled_from(["", " 1.5 ", "1e3", "1E-3", "0.0001", "-0", "12.345", "abc", None, True, [], {}]),
 )
-texts = st.one_of(st.text(max_size=70), st.sampled_from(["", "  ", "a\x00b", "x" * 300, 7, None, True]))
+texts = st.one_of(
+    st.text(max_size=70),
+    st.text(st.characters(categories=["Cs", "Lu", "Zs"]), max_size=5),  # lone surrogates
+    st.sampled_from(["", "  ", "a\x00b", "x" * 300, "a\ud800", 7, None, True]),
+)
 line = st.fixed_dictionaries(
     {"sku": texts, "quantity": numbers, "price": numbers},
     optional={"name": texts, "extra": st.integers()},
@@ -54,3 +61,15 @@ def test_plain_valid_lines_take_the_fast_path():
     lines = [{"sku": " SKU-1 ", "quantity": "2", "price": "10.5", "name": "Milk"}]
     assert field._fast(lines) == field.run_validation(lines)
     assert str(field._fast(lines)[0]["quantity"]) == "2.000" and field._fast(lines)[0]["sku"] == "SKU-1"
+
+
+@pytest.mark.django_db
+def test_a_lone_surrogate_in_a_line_is_a_field_error_not_a_crash(api, world):
+    # JSON may carry "\ud800", which decodes to a character no database can store
+    response = api.post(
+        "/api/v1/pos/receipts/calculate",
+        '{"point_of_sale": "hyper-1", "lines": [{"sku": "A\\ud800", "quantity": "1", "price": "10"}]}',
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "lines" in json.dumps(response.json())
