@@ -15,6 +15,11 @@ def json_problem(value, depth: int = 0) -> str | None:
         return str(_("The details are nested too deeply."))
     if isinstance(value, str) and "\x00" in value:
         return str(_("Null characters are not allowed."))
+    if isinstance(value, str) and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return str(_("Unpaired surrogate characters are not allowed."))
     if isinstance(value, float) and not math.isfinite(value):
         return str(_("Numbers must be finite."))
     if isinstance(value, dict):

@@ -1,6 +1,8 @@
 """Bad input is a problem naming the field (400), unknown things are 404, state conflicts
 are 409, too much bonus payment is 402; nothing is written by a refused request."""
 
+import json
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -195,6 +197,12 @@ def test_events_accept_only_non_purchase_types_and_plain_details(world, api, car
         "invalid",
     )
     assert set(body["errors"]) == {"payload"}
+    for bad in ({"x": "a\ud800"}, {"a\udfff": 1}):  # lone surrogates: no database stores them
+        raw = json.dumps({"event_type": "app_installed", "card": card.number, "payload": bad})  # as \\ud800
+        response = api.post(
+            "/api/v1/pos/events", raw, content_type="application/json", HTTP_IDEMPOTENCY_KEY=str(uuid.uuid4())
+        )
+        assert set(problem(response, 400, "invalid")["errors"]) == {"payload"}
     assert set(problem(post(api, "events", {"event_type": "app_installed"}), 400, "invalid")["errors"]) == {
         "card"
     }

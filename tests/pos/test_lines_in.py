@@ -73,3 +73,13 @@ def test_a_lone_surrogate_in_a_line_is_a_field_error_not_a_crash(api, world):
     )
     assert response.status_code == 400
     assert "lines" in json.dumps(response.json())
+    # and on a change, whose body is fingerprinted for its idempotency key first
+    response = api.post(
+        "/api/v1/pos/receipts/confirm",
+        '{"point_of_sale": "hyper-1", "external_id": "R-1", '
+        '"lines": [{"sku": "A", "name": "\\udfff", "quantity": "1", "price": "10"}]}',
+        content_type="application/json",
+        HTTP_IDEMPOTENCY_KEY="k-1",
+    )
+    assert response.status_code == 400
+    assert "lines" in json.dumps(response.json())
