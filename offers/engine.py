@@ -75,26 +75,6 @@ class Line:
         self.discount_k = kopecks(value)
 
     @property
-    def lines_by_prefix(self) -> dict[str, list[Line]]:
-        """The lines under each product group on the receipt (a group and its ancestors)."""
-        cached = self.__dict__.get("_by_prefix")
-        if cached is None:
-            cached = self.__dict__["_by_prefix"] = {}
-            for ln in self.lines:
-                for prefix in ln.prefixes:
-                    cached.setdefault(prefix, []).append(ln)
-        return cached
-
-    @property
-    def lines_by_sku(self) -> dict[str, list[Line]]:
-        cached = self.__dict__.get("_by_sku")
-        if cached is None:
-            cached = self.__dict__["_by_sku"] = {}
-            for ln in self.lines:
-                cached.setdefault(ln.sku, []).append(ln)
-        return cached
-
-    @property
     def total(self) -> Decimal:
         return from_kopecks(self.amount_k - self.discount_k)
 
