@@ -66,10 +66,7 @@ class PosView(APIView):
         return pos_exception_handler
 
 
-def _valid(serializer_class, data) -> dict:
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+_valid = s.validated
 
 
 def _usable(card: Card | None, member: Member | None) -> None:
