@@ -122,10 +122,12 @@ def member_info(
             .count()
         )
     if "balances" in needs:
+        accounts = _ACCOUNTS_WITH_CURRENCY.all(member.pk)
         info.balances = {
             ("" if account.currency.is_default else account.currency.code): account.available
-            for account in _ACCOUNTS_WITH_CURRENCY.all(member.pk)
+            for account in accounts
         }
+        info.account_ids = {account.currency_id: account.pk for account in accounts}
     return info
 
 

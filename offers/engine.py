@@ -97,6 +97,7 @@ class MemberInfo:
     personal_products: frozenset[str] = frozenset()
     purchases: int = 0  # confirmed purchases before this one
     balances: dict[str, Decimal] = field(default_factory=dict)
+    account_ids: dict[int, int] = field(default_factory=dict)  # currency id -> account id
 
 
 @dataclass

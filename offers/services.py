@@ -343,10 +343,14 @@ def purchase_confirm(
         raise InsufficientBonuses(
             _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
         )
+    known = calc.ctx.member
     receipt = receipts.receipt_confirm(
         receipt=receipt,
         confirm=receipts.ConfirmInput(
-            bonus_payment=bonus_payment, accruals=_accrual_inputs(calc.result, now, _("offer"))
+            bonus_payment=bonus_payment,
+            accruals=_accrual_inputs(calc.result, now, _("offer")),
+            # the accounts the context read for this member
+            accounts=known.account_ids if known is not None and known.id == receipt.member_id else {},
         ),
         stored_now=stored_now,
     )

@@ -189,6 +189,15 @@ def _receipt_data(receipt: Receipt, pos: PointOfSale) -> dict:
     }
 
 
+def _balance_after(receipt: Receipt, currency: Currency | None) -> Decimal:
+    """What the receipt's member can spend after its confirmation: as the ledger's writes
+    in this transaction left it, else read."""
+    known = getattr(receipt, "available_after", {})
+    if currency is not None and currency.pk in known:
+        return known[currency.pk]
+    return _available(receipt.member, currency)
+
+
 def _available(member: Member | None, currency: Currency | None) -> Decimal:
     if member is None or currency is None:
         return ZERO
@@ -373,7 +382,7 @@ class ReceiptConfirm(PosView):
         data = {
             **_receipt_data(receipt, pos),
             "bonuses": _bonuses(calc.result, default),
-            "balance": _available(receipt.member, currency),
+            "balance": _balance_after(receipt, currency),
             "cheque_messages": calc.cheque_messages,
             "cashier_messages": calc.cashier_messages,
             "offers": _offers(calc.result, default),

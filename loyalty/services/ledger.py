@@ -256,13 +256,22 @@ def _open_lots(account_id: int) -> list[LotState]:
 
 
 def _write(plan: Plan) -> BonusOperation | None:
-    """Persist a plan; ``None`` when the idempotency key was taken concurrently."""
+    """Persist a plan; ``None`` when the idempotency key was taken concurrently. On
+    PostgreSQL the operation carries the account's available balance after it
+    (``available_after``), as this transaction now sees it."""
     if not plan.moves and plan.new_lot is None:
         return None
-    op_id = _write_postgres(plan) if connection.vendor == "postgresql" else _write_portable(plan)
+    available_after = None
+    if connection.vendor == "postgresql":
+        written = _write_postgres(plan)
+        op_id, available_after = written if written is not None else (None, None)
+    else:
+        op_id = _write_portable(plan)
     if op_id is None:
         return None
-    return _write_result(plan, op_id)
+    op = _write_result(plan, op_id)
+    op.available_after = available_after
+    return op
 
 
 def _write_result(plan: Plan, op_id: int) -> BonusOperation:
@@ -301,8 +310,9 @@ _OP_COLUMNS = (
 )
 
 
-def _write_postgres(plan: Plan) -> int | None:
-    """The whole operation as one statement (data-modifying CTEs): one round trip."""
+def _write_postgres(plan: Plan) -> tuple[int, Decimal] | None:
+    """The whole operation as one statement (data-modifying CTEs): one round trip. The
+    operation's id and the account's available balance after it."""
     params: list = _op_values(plan)
     sql = [
         f"WITH op AS (INSERT INTO {_O} ({_OP_COLUMNS}) VALUES ({', '.join(['%s'] * 11)}) "
@@ -360,13 +370,14 @@ def _write_postgres(plan: Plan) -> int | None:
         params.append(emptied)
     sql.append(
         f", acc AS (UPDATE {_A} SET available = available + %s, pending = pending + %s "
-        "WHERE id = %s AND EXISTS (SELECT 1 FROM op)) SELECT id FROM op"
+        "WHERE id = %s AND EXISTS (SELECT 1 FROM op) RETURNING available) "
+        "SELECT op.id, (SELECT available FROM acc) FROM op"
     )
     params += [plan.available_delta, plan.pending_delta, plan.account_id]
     with connection.cursor() as cur:
         cur.execute("".join(sql), params)
         row = cur.fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
 @transaction.atomic

@@ -15,6 +15,7 @@ from django.utils.translation import gettext as _
 
 from loyalty import refcache
 from loyalty.models import (
+    BonusAccount,
     Card,
     CardState,
     Currency,
@@ -75,6 +76,15 @@ class PaymentInput:
 class ConfirmInput:
     bonus_payment: Decimal = ZERO
     accruals: list[AccrualInput] = field(default_factory=list)
+    # The member's accounts the caller has read in this request (currency id -> account
+    # id), so that they are not looked up again.
+    accounts: dict[int, int] = field(default_factory=dict)
+
+
+def _account(member: Member, currency: Currency | None, known: dict[int, int]) -> BonusAccount | int:
+    if currency is not None and currency.pk in known:
+        return known[currency.pk]
+    return ledger.account_get_or_create(member=member, currency=currency)
 
 
 def _identify(card: Card | None, member: Member | None) -> Member | None:
@@ -257,27 +267,31 @@ def receipt_confirm(
         if confirm.bonus_payment > receipt.total:
             raise ValidationError({"bonus_payment": _("Cannot pay more than the receipt total.")})
         account = ledger.account_get_or_create(member=member)
-        ledger.bonus_spend(
+        spent = ledger.bonus_spend(
             account=account,
             amount=confirm.bonus_payment,
             source=ledger.Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=label, receipt=receipt),
             idempotency_key=f"receipt:{receipt.pk}:spend",
         )
+        _available_after(receipt, account.currency_id, spent)
         receipt.bonus_paid = ledger.points(confirm.bonus_payment)
     accrued = ZERO
     for i, accrual in enumerate(confirm.accruals):
-        account = ledger.account_get_or_create(member=member, currency=accrual.currency)
+        account = _account(member, accrual.currency, confirm.accounts)
         source = accrual.source or ledger.Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=label)
         source = ledger.Source(
             type=source.type, id=source.id, label=source.label, receipt=receipt, reason=source.reason
         )
-        ledger.bonus_accrue(
+        accrued_op = ledger.bonus_accrue(
             account=account,
             amount=accrual.amount,
             source=source,
             activates_at=accrual.activates_at,
             expires_at=accrual.expires_at,
             idempotency_key=f"receipt:{receipt.pk}:accrual:{i}",
+        )
+        _available_after(
+            receipt, accrual.currency.pk if accrual.currency else account.currency_id, accrued_op
         )
         accrued += ledger.points(accrual.amount)
     receipt.bonus_accrued = accrued
@@ -306,6 +320,19 @@ def receipt_confirm(
                 occurred_at=receipt.purchased_at,
             )
     return receipt
+
+
+def _available_after(receipt: Receipt, currency_id: int, op) -> None:
+    """Keep on the receipt what its operations left available in each of the member's
+    currencies (``receipt.available_after``: currency id -> balance), where the ledger
+    says (PostgreSQL's accruals); elsewhere the caller reads the account."""
+    available = getattr(op, "available_after", None)
+    if not hasattr(receipt, "available_after"):
+        receipt.available_after = {}
+    if available is None:
+        receipt.available_after.pop(currency_id, None)
+    else:
+        receipt.available_after[currency_id] = available
 
 
 @transaction.atomic
