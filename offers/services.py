@@ -315,7 +315,11 @@ def purchase_confirm(
         member=member,
         now=now,
     )
-    # The same receipt id again returns the stored receipt (confirmed: as it is).
+    confirm = receipts.ConfirmInput(
+        bonus_payment=bonus_payment, accruals=_accrual_inputs(calc.result, now, _("offer"))
+    )
+    # A new receipt id is inserted confirmed; the same one again returns the stored
+    # receipt (confirmed: as it is).
     receipt, stored_now = receipts.receipt_store(
         point_of_sale=point_of_sale,
         external_id=external_id,
@@ -334,8 +338,9 @@ def purchase_confirm(
         card=card,
         member=member,
         purchased_at=now,
+        confirmed=confirm,
     )
-    if receipt.state != "calculated":
+    if not stored_now and receipt.state != "calculated":
         # Confirmed before, or by a concurrent request with the same receipt id first: its
         # offers' effects are recorded there, not twice.
         return receipt, calc
@@ -344,16 +349,9 @@ def purchase_confirm(
             _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
         )
     known = calc.ctx.member
-    receipt = receipts.receipt_confirm(
-        receipt=receipt,
-        confirm=receipts.ConfirmInput(
-            bonus_payment=bonus_payment,
-            accruals=_accrual_inputs(calc.result, now, _("offer")),
-            # the accounts the context read for this member
-            accounts=known.account_ids if known is not None and known.id == receipt.member_id else {},
-        ),
-        stored_now=stored_now,
-    )
+    if known is not None and known.id == receipt.member_id:
+        confirm.accounts = known.account_ids  # read by the context: not looked up again
+    receipt = receipts.receipt_confirm(receipt=receipt, confirm=confirm, stored_now=stored_now)
     calc.confirmed = True
     _applications_record(calc.result, member=receipt.member, receipt=receipt, at=now)
     if receipt.member is not None:

@@ -81,6 +81,12 @@ class ConfirmInput:
     accounts: dict[int, int] = field(default_factory=dict)
 
 
+def _figures(confirm: ConfirmInput) -> tuple[Decimal, Decimal]:
+    """The receipt's bonus paid and bonus accrued once ``confirm`` is carried out."""
+    paid = ledger.points(confirm.bonus_payment) if confirm.bonus_payment > 0 else ZERO
+    return paid, sum((ledger.points(a.amount) for a in confirm.accruals), ZERO)
+
+
 def _account(member: Member, currency: Currency | None, known: dict[int, int]) -> BonusAccount | int:
     if currency is not None and currency.pk in known:
         return known[currency.pk]
@@ -170,11 +176,14 @@ def receipt_store(
     card: Card | None = None,
     member: Member | None = None,
     purchased_at: dt.datetime | None = None,
+    confirmed: ConfirmInput | None = None,
 ) -> tuple[Receipt, bool]:
     """``receipt_record`` telling whether the receipt was stored now (``True``: this
     transaction inserted it and holds its row; its lines are on it, not to be read
-    again). Joins the caller's transaction without a savepoint of its own: an error
-    rolls the caller's transaction back."""
+    again). ``confirmed``: a new receipt is inserted confirmed with these figures, and
+    the caller's ``receipt_confirm(stored_now=True)`` in the same transaction moves the
+    bonuses (one write of the row instead of two). Joins the caller's transaction
+    without a savepoint of its own: an error rolls the caller's transaction back."""
     member = _identify(card, member)
     if not lines:
         raise ValidationError({"lines": _("A receipt needs at least one line.")})
@@ -222,6 +231,9 @@ def receipt_store(
     receipt.amount = sum((r.amount for r in line_rows), ZERO)
     receipt.discount = sum((r.discount for r in line_rows), ZERO)
     receipt.total = receipt.amount - receipt.discount
+    if confirmed is not None:
+        receipt.state, receipt.confirmed_at = ReceiptState.CONFIRMED, timezone.now()
+        receipt.bonus_paid, receipt.bonus_accrued = _figures(confirmed)
     # The receipt id stored before (a repeat), or by a concurrent request first: then that
     # one stands. (Insert first, read on conflict: a repeat is rare, a new receipt is not.)
     if not insert_unless_exists(receipt, unique_fields=("point_of_sale", "kind", "external_id")):
@@ -253,9 +265,12 @@ def receipt_confirm(
     confirm = confirm or ConfirmInput()
     if not stored_now:
         receipt = _relations_kept(receipt, Receipt.objects.select_for_update().get(pk=receipt.pk))
-    if receipt.state == ReceiptState.CONFIRMED:
+    # Inserted confirmed by this transaction (receipt_store(confirmed=...)): the row holds
+    # the figures already; the bonuses are moved here.
+    inserted_confirmed = stored_now and receipt.state == ReceiptState.CONFIRMED
+    if receipt.state == ReceiptState.CONFIRMED and not inserted_confirmed:
         return receipt
-    if receipt.state != ReceiptState.CALCULATED:
+    if receipt.state not in (ReceiptState.CALCULATED, ReceiptState.CONFIRMED):
         raise ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display()})
     member = receipt.member
     if (confirm.bonus_payment > 0 or confirm.accruals) and member is None:
@@ -294,9 +309,13 @@ def receipt_confirm(
             receipt, accrual.currency.pk if accrual.currency else account.currency_id, accrued_op
         )
         accrued += ledger.points(accrual.amount)
-    receipt.bonus_accrued = accrued
-    receipt.state, receipt.confirmed_at = ReceiptState.CONFIRMED, timezone.now()
-    receipt.save(update_fields=["state", "confirmed_at", "bonus_paid", "bonus_accrued"])
+    if inserted_confirmed:
+        if (receipt.bonus_paid, receipt.bonus_accrued) != _figures(confirm):
+            raise ValueError("the receipt was inserted with other figures than it is confirmed with")
+    else:
+        receipt.bonus_accrued = accrued
+        receipt.state, receipt.confirmed_at = ReceiptState.CONFIRMED, timezone.now()
+        receipt.save(update_fields=["state", "confirmed_at", "bonus_paid", "bonus_accrued"])
     if member is not None:
         payload = {
             "receipt_id": receipt.pk,
