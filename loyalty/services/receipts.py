@@ -260,8 +260,9 @@ def receipt_confirm(
     account, accrue the given lots, record ``purchase_completed`` (and ``friend_purchase``
     for the member's referrer). Confirming twice is a no-op. Locks the receipt's row
     first, unless ``stored_now``: the caller's transaction inserted it (``receipt_store``),
-    so it holds the row and the instance is current. Joins the caller's transaction
-    without a savepoint of its own."""
+    so it holds the row and the instance is current; inserted already confirmed
+    (``receipt_store(confirmed=confirm)``), the row is not written again. Joins the
+    caller's transaction without a savepoint of its own."""
     confirm = confirm or ConfirmInput()
     if not stored_now:
         receipt = _relations_kept(receipt, Receipt.objects.select_for_update().get(pk=receipt.pk))
