@@ -66,9 +66,6 @@ class PosView(APIView):
         return pos_exception_handler
 
 
-_valid = s.validated
-
-
 def _usable(card: Card | None, member: Member | None) -> None:
     """A blocked or replaced card, or a blocked member, cannot buy with the program."""
     if card is not None and card.state == CardState.BLOCKED:
@@ -215,7 +212,7 @@ class ReceiptCalculate(PosView):
         responses={200: s.CalculationOut, **problems(*READ_PROBLEMS, 409)},
     )
     def post(self, request):
-        v = _valid(s.CalculateIn, request.data)
+        v = s.validated(s.CalculateIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
         card, member = _identify(request, v)
         _usable(card, member)
@@ -354,7 +351,7 @@ class ReceiptConfirm(PosView):
     )
     @idempotent
     def post(self, request):
-        v = _valid(s.ConfirmIn, request.data)
+        v = s.validated(s.ConfirmIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
         card, member = _identify(request, v)
         _usable(card, member)
@@ -402,7 +399,7 @@ class ReceiptCancel(PosView):
     )
     @idempotent
     def post(self, request, external_id: str):
-        v = _valid(s.PointOfSaleIn, request.data)
+        v = s.validated(s.PointOfSaleIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
         receipt = receipt_services.receipt_cancel(receipt=scoping.receipt_get(pos, external_id))
         return Response(s.ReceiptOut(_receipt_data(receipt, pos)).data)
@@ -424,7 +421,7 @@ class ReceiptRefund(PosView):
     )
     @idempotent
     def post(self, request, external_id: str):
-        v = _valid(s.RefundIn, request.data)
+        v = s.validated(s.RefundIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
         receipt = scoping.receipt_get(pos, external_id)
         refund = receipt.refunds.filter(external_id=v["refund_id"]).first()
@@ -466,7 +463,7 @@ class Balance(PosView):
         responses={200: s.BalancesOut, **problems(*READ_PROBLEMS)},
     )
     def get(self, request):
-        v = _valid(s.BalanceQuery, request.query_params)
+        v = s.validated(s.BalanceQuery, request.query_params)
         member = _member_required(request, v)
         rows = selectors.member_balances(member=member, expiring_days=v["expiring_days"])
         balances = [
@@ -531,7 +528,7 @@ class MemberLookup(PosView):
         responses={200: s.MemberOut, **problems(*READ_PROBLEMS)},
     )
     def get(self, request):
-        v = _valid(s.IdentityQuery, request.query_params)
+        v = s.validated(s.IdentityQuery, request.query_params)
         return Response(s.MemberOut(_member_data(request, _member_required(request, v))).data)
 
 
@@ -553,7 +550,7 @@ class MemberRegister(PosView):
     )
     @idempotent
     def post(self, request):
-        v = dict(_valid(s.MemberIn, request.data))
+        v = dict(s.validated(s.MemberIn, request.data))
         pos_code = v.pop("point_of_sale", "")
         pos = scoping.point_of_sale_get(request.auth, pos_code) if pos_code else None
         card_number = v.pop("card", "")
@@ -589,7 +586,7 @@ class CardIssue(PosView):
     )
     @idempotent
     def post(self, request):
-        v = _valid(s.CardIssueIn, request.data)
+        v = s.validated(s.CardIssueIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
         member = None
         if v.get("member"):
@@ -616,7 +613,7 @@ class CardActivate(PosView):
     )
     @idempotent
     def post(self, request, number: str):
-        v = _valid(s.CardActivateIn, request.data)
+        v = s.validated(s.CardActivateIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"]) if v.get("point_of_sale") else None
         card = scoping.card_get(request.auth, number)
         channel = (
@@ -641,7 +638,7 @@ class EventReport(PosView):
     )
     @idempotent
     def post(self, request):
-        v = _valid(s.EventIn, request.data)
+        v = s.validated(s.EventIn, request.data)
         member = _member_required(request, v)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"]) if v.get("point_of_sale") else None
         event = event_record(
