@@ -1,12 +1,13 @@
 """``Idempotency-Key`` for every mutating request of the point-of-sale API.
 
-The first request with a key claims it by inserting its record as the first statement
-of the transaction that does the work; the rendered response is stored in the same
-transaction and the record marked ``done``, so the ledger and the record commit
-together, in one commit. A concurrent request with the same key waits on the record's
-unique index until the first one ends: when it committed, the repeat gets the stored
-response back byte for byte (same status, same body); when it rolled back (the work
-failed), the repeat claims the key and does the work. The same key with a different
+The first request with a key claims it by inserting its record (``ON CONFLICT DO
+NOTHING``) as the first statement of the transaction that does the work; the rendered
+response is stored in the same transaction and the record marked ``done``, so the
+ledger and the record commit together, in one commit. A concurrent request with the
+same key waits on the record's unique index until the first one ends: when it
+committed, the repeat gets the stored response back byte for byte (same status, same
+body); when it rolled back (the work failed), the repeat claims the key and does the
+work. The same key with a different
 method, path or body is refused with 422. An ``in_progress`` record that was committed
 (by a version that claimed keys in a transaction of their own) answers 409 until it is
 ``POS_IDEMPOTENCY_STALE_SECONDS`` old, and is then taken over.
@@ -20,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connections, transaction
 from django.http import HttpResponse
 from django.utils import timezone
 from django.utils.encoding import escape_uri_path
@@ -28,6 +29,7 @@ from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import ValidationError
 
+from loyalty.prepared import insert_unless_exists
 from pos.errors import IdempotencyInProgress, IdempotencyKeyMissing, IdempotencyKeyReused
 from pos.models import ApiKey, IdempotencyRecord, IdempotencyState
 
@@ -110,6 +112,50 @@ def _earlier(api_key: ApiKey, key: str, fp: Fingerprint) -> HttpResponse | None:
     raise IdempotencyInProgress(_("Repeat the request once the first one has finished."))
 
 
+def _claim(api_key: ApiKey, key: str, fp: Fingerprint) -> IdempotencyRecord | None:
+    """Insert the key's record, ``in_progress``, or ``None`` when the key is taken. A
+    concurrent claim of the same key waits for the first one's transaction: committed,
+    the key is taken; rolled back, this claim gets it."""
+    record = IdempotencyRecord(
+        api_key=api_key,
+        key=key,
+        method=fp.method,
+        path=fp.path,
+        body_hash=fp.body_hash,
+        created_at=timezone.now(),
+    )
+    return record if insert_unless_exists(record, unique_fields=("api_key", "key")) else None
+
+
+_STORE_SQL: dict[str, str] = {}
+
+
+def _store(record: IdempotencyRecord, response) -> None:
+    """Mark the record ``done`` with the rendered response: one UPDATE written once per
+    process (a queryset's is compiled on every request)."""
+    connection = connections[record._state.db or "default"]
+    sql = _STORE_SQL.get(connection.alias)
+    if sql is None:
+        meta, quote = IdempotencyRecord._meta, connection.ops.quote_name
+        columns = ("state", "response_status", "response_body", "response_content_type")
+        sql = _STORE_SQL[connection.alias] = (
+            f"UPDATE {quote(meta.db_table)} SET "
+            + ", ".join(f"{quote(meta.get_field(name).column)} = %s" for name in columns)
+            + f" WHERE {quote(meta.pk.column)} = %s"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                IdempotencyState.DONE,
+                response.status_code,
+                bytes(response.content),
+                response.get("Content-Type", ""),
+                record.pk,
+            ],
+        )
+
+
 def idempotent(handler):
     """Decorate a view's handler method (``post``) to run under the request's
     ``Idempotency-Key``. The view must authenticate with an API key."""
@@ -123,35 +169,18 @@ def idempotent(handler):
             raise ValidationError({HEADER: [_("Use 1 to 128 visible ASCII characters.")]})
         fp = fingerprint(request)
         for _attempt in range(3):
-            claimed = False
-            try:
-                with transaction.atomic():
-                    record = IdempotencyRecord.objects.create(
-                        api_key=request.auth,
-                        key=key,
-                        method=fp.method,
-                        path=fp.path,
-                        body_hash=fp.body_hash,
-                        created_at=timezone.now(),
-                    )
-                    claimed = True
+            with transaction.atomic():
+                record = _claim(request.auth, key, fp)
+                if record is not None:
                     response = handler(view, request, *args, **kwargs)
                     response = view.finalize_response(request, response, *args, **kwargs)
                     if hasattr(response, "render"):
                         response.render()
                     if response.status_code < 400:
-                        IdempotencyRecord.objects.filter(pk=record.pk).update(
-                            state=IdempotencyState.DONE,
-                            response_status=response.status_code,
-                            response_body=response.content,
-                            response_content_type=response.get("Content-Type", ""),
-                        )
+                        _store(record, response)
                     else:  # an error answered without raising: nothing of it may stay
                         transaction.set_rollback(True)
-                return response
-            except IntegrityError:
-                if claimed:  # not the key: the work itself failed
-                    raise
+                    return response
             earlier = _earlier(request.auth, key, fp)
             if earlier is not None:
                 return earlier
