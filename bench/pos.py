@@ -246,6 +246,7 @@ def main() -> None:
     parser.add_argument("--regenerate-offers", action="store_true")
     parser.add_argument("--receipts", type=int, default=3000, help="receipts per phase")
     parser.add_argument("--rate", type=float, default=300.0, help="calculate requests per second")
+    parser.add_argument("--confirm-rate", type=float, default=200.0, help="confirm requests per second")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--engine-only", action="store_true", help="skip the HTTP phases")
     parser.add_argument("--json", action="store_true")
