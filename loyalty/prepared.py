@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import orjson
 from django.db import connections, models
 from django.db.models.sql import Query
 
@@ -201,3 +202,97 @@ def insert_many(objs: list[models.Model], *, using: str = "default") -> None:
     for obj, (pk,) in zip(objs, pks, strict=True):
         obj.pk = pk
         obj._state.adding, obj._state.db = False, using
+
+
+@dataclass
+class _Family:
+    sql: str
+    fields: list  # the parent's columns, as the VALUES list has them
+    children: list  # per child: (foreign key, [(JSON key, attname)])
+
+
+_families: dict[tuple, _Family] = {}
+
+
+def _family(parent_model, unique_fields, shapes, connection) -> _Family:
+    quote = connection.ops.quote_name
+    meta = parent_model._meta
+    pk = quote(meta.pk.column)
+    fields = [f for f in meta.concrete_fields if f is not meta.pk]
+    parts = [
+        f"parent AS (INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT "
+        f"({', '.join(quote(meta.get_field(n).column) for n in unique_fields)}) DO NOTHING RETURNING {pk})"
+    ]
+    keys, children = [], []
+    for i, (model, name) in enumerate(shapes):
+        fk = model._meta.get_field(name)
+        if fk.remote_field is None or fk.remote_field.model is not parent_model:
+            raise ValueError(f"{model._meta.label}.{name} does not point at {meta.label}")
+        columns = [f for f in model._meta.concrete_fields if f is not model._meta.pk and f is not fk]
+        for field in columns:
+            kind = (field.target_field if field.is_relation else field).get_internal_type()
+            if kind not in _PLAIN_KINDS:
+                raise ValueError(f"insert_family does not write {model._meta.label}.{field.name} ({kind})")
+        table = quote(model._meta.db_table)
+        names = ", ".join(quote(f.column) for f in columns)
+        parts.append(
+            f"c{i} AS (INSERT INTO {table} ({quote(fk.column)}, {names}) "
+            f"SELECT parent.{pk}, {', '.join('j.' + quote(f.column) for f in columns)} "
+            f"FROM parent, json_populate_recordset(NULL::{table}, %s::json) AS j "
+            f"RETURNING {quote(model._meta.pk.column)})"
+        )
+        keys.append(f", (SELECT array_agg({quote(model._meta.pk.column)}) FROM c{i})")
+        children.append((fk, [(f.column, f.attname) for f in columns]))
+    sql = f"WITH {', '.join(parts)} SELECT parent.{pk}{''.join(keys)} FROM parent"
+    return _Family(sql=sql, fields=fields, children=children)
+
+
+def insert_family(
+    parent: models.Model,
+    *,
+    unique_fields: tuple[str, ...],
+    children: list[tuple[type[models.Model], str, list[models.Model]]],
+    using: str = "default",
+) -> bool:
+    """``insert_unless_exists(parent)`` and, when it was inserted, its children: each
+    ``(model, foreign key name, unsaved objects)``, a model of plain values whose key
+    names the parent's model, the objects pointed at the parent and given their keys (a
+    list may be empty). Returns whether the parent was inserted; when not, nothing was.
+    On PostgreSQL one statement, written once per process: the parent's ``INSERT ... ON
+    CONFLICT DO NOTHING RETURNING`` and each child table's ``INSERT ... SELECT FROM
+    json_populate_recordset`` of its rows as one JSON document (``insert_many``'s arrays
+    cost a round trip and a Python-level encoding of every value). Elsewhere
+    ``insert_unless_exists`` and ``insert_many``."""
+    connection = connections[using]
+    if connection.vendor != "postgresql":
+        if not insert_unless_exists(parent, unique_fields=unique_fields, using=using):
+            return False
+        for _model, name, objs in children:
+            for obj in objs:
+                setattr(obj, name, parent)
+            insert_many(objs, using=using)
+        return True
+    key = (type(parent), unique_fields, tuple((model, name) for model, name, _objs in children), using)
+    family = _families.get(key)
+    if family is None:
+        family = _families[key] = _family(type(parent), unique_fields, key[2], connection)
+    params = [f.get_db_prep_save(f.pre_save(parent, True), connection) for f in family.fields]
+    for (_model, _name, objs), (_fk, columns) in zip(children, family.children, strict=True):
+        rows = [{column: getattr(obj, attname) for column, attname in columns} for obj in objs]
+        params.append(orjson.dumps(rows, default=str).decode())
+    with connection.cursor() as cursor:
+        cursor.execute(family.sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    parent.pk = row[0]
+    parent._state.adding, parent._state.db = False, using
+    for (_model, _name, objs), (fk, _columns), pks in zip(children, family.children, row[1:], strict=True):
+        # PostgreSQL returns the rows of INSERT ... SELECT in the document's order.
+        for obj, pk in zip(objs, pks or (), strict=True):
+            setattr(obj, fk.attname, parent.pk)
+            fk.set_cached_value(obj, parent)
+            obj.pk = pk
+            obj._state.adding, obj._state.db = False, using
+    return True

@@ -31,7 +31,7 @@ from loyalty.models import (
     ReceiptState,
     SourceType,
 )
-from loyalty.prepared import PreparedRead, insert_many, insert_unless_exists
+from loyalty.prepared import PreparedRead, insert_family
 from loyalty.services import ledger
 from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
 from loyalty.services.events import event_record
@@ -236,17 +236,17 @@ def receipt_store(
         receipt.bonus_paid, receipt.bonus_accrued = _figures(confirmed)
     # The receipt id stored before (a repeat), or by a concurrent request first: then that
     # one stands. (Insert first, read on conflict: a repeat is rare, a new receipt is not.)
-    if not insert_unless_exists(receipt, unique_fields=("point_of_sale", "kind", "external_id")):
+    paid = [ReceiptPayment(method_id=methods[p.method], amount=ledger.points(p.amount)) for p in payments]
+    # Its lines and payments with it: one statement on PostgreSQL.
+    if not insert_family(
+        receipt,
+        unique_fields=("point_of_sale", "kind", "external_id"),
+        children=[
+            (ReceiptLine, "receipt", line_rows),
+            (ReceiptPayment, "receipt", paid),
+        ],
+    ):
         return _SALE_AT_POINT.first(point_of_sale.pk, ReceiptKind.SALE, external_id), False
-    for row in line_rows:
-        row.receipt = receipt
-    insert_many(line_rows)
-    insert_many(
-        [
-            ReceiptPayment(receipt=receipt, method_id=methods[p.method], amount=ledger.points(p.amount))
-            for p in payments
-        ]
-    )
     # As prefetch_related leaves them: receipt.lines.all() answers without a query.
     receipt._prefetched_objects_cache = {"lines": line_rows}
     return receipt, True

@@ -6,8 +6,18 @@ from decimal import Decimal
 import pytest
 from django.db.models import Model
 
-from loyalty.models import BonusAccount, Card, Currency, MemberEvent, Receipt, ReceiptLine, Status
-from loyalty.prepared import PreparedRead, insert_many, insert_unless_exists
+from loyalty.models import (
+    BonusAccount,
+    Card,
+    Currency,
+    MemberEvent,
+    PaymentMethod,
+    Receipt,
+    ReceiptLine,
+    ReceiptPayment,
+    Status,
+)
+from loyalty.prepared import PreparedRead, insert_family, insert_many, insert_unless_exists
 from tests.factories import CardFactory, MemberFactory, ProductFactory
 
 CARD_WITH_MEMBER = PreparedRead(Card, related=("member", "member__status"), where="{t}.number = %s")
@@ -141,3 +151,81 @@ def test_insert_many_refuses_a_model_with_values_it_would_not_prepare(db):
     event = MemberEvent(event_type="app_installed", payload={"platform": "ios"})
     with pytest.raises(ValueError, match="insert_many does not write loyalty.MemberEvent"):
         insert_many([event])
+
+
+def test_insert_family_stores_a_receipt_with_its_lines_and_payments_once(point_of_sale):
+    # given a new receipt, lines whose text needs escaping in JSON and SQL, and a payment
+    product = ProductFactory()
+    card_method = PaymentMethod.objects.get_or_create(code="card", defaults={"name": "Card"})[0]
+
+    def family(external_id, names):
+        receipt = Receipt(
+            point_of_sale=point_of_sale,
+            external_id=external_id,
+            purchased_at=dt.datetime(2026, 5, 1, 10, tzinfo=dt.UTC),
+            amount=Decimal("10.50"),
+            total=Decimal("10.50"),
+        )
+        lines = [
+            ReceiptLine(
+                position=i,
+                product=product if i % 2 else None,
+                sku=f"SKU-{i}",
+                name=name,
+                quantity=Decimal("1.500") if i != 2 else Decimal("1E+1"),
+                price=Decimal("99.90"),
+                amount=Decimal("149.85"),
+                discount=Decimal(i),
+            )
+            for i, name in enumerate(names, start=1)
+        ]
+        payments = [ReceiptPayment(method=card_method, amount=Decimal("10.50"))]
+        return receipt, lines, payments
+
+    names = ['Кофе "Арабика" 250 г', "back\\slash", "", "it's", "tab\tand\nnewline"]
+    receipt, lines, payments = family("R-3", names)
+    unique = ("point_of_sale", "kind", "external_id")
+
+    # when it is inserted, and then the same receipt id with other lines and no payment
+    inserted = insert_family(
+        receipt,
+        unique_fields=unique,
+        children=[(ReceiptLine, "receipt", lines), (ReceiptPayment, "receipt", payments)],
+    )
+    again, again_lines, _payments = family("R-3", ["other"])
+    inserted_again = insert_family(
+        again,
+        unique_fields=unique,
+        children=[(ReceiptLine, "receipt", again_lines), (ReceiptPayment, "receipt", [])],
+    )
+
+    # then the first is stored whole, each object has its row's key, in order, and the
+    # second changed nothing
+    assert inserted and not inserted_again and again.pk is None and again_lines[0].pk is None
+    assert Receipt.objects.get(pk=receipt.pk).total == Decimal("10.50") and not receipt._state.adding
+    stored = {ln.pk: ln for ln in ReceiptLine.objects.filter(receipt=receipt)}
+    assert [ln.pk for ln in lines] == sorted(stored) and all(not ln._state.adding for ln in lines)
+    for line in lines:
+        assert _fields(stored[line.pk]) == _fields(line)
+    assert [stored[ln.pk].name for ln in lines] == names
+    assert stored[lines[1].pk].quantity == Decimal("10")
+    (payment,) = ReceiptPayment.objects.filter(receipt=receipt)
+    assert (payment.pk, payment.method_id, payment.amount) == (
+        payments[0].pk,
+        card_method.pk,
+        Decimal("10.50"),
+    )
+    assert lines[0].receipt is receipt and payments[0].receipt_id == receipt.pk
+
+
+@pytest.mark.postgres  # elsewhere insert_family is insert_unless_exists and bulk_create
+def test_insert_family_refuses_children_that_do_not_point_at_the_parent(point_of_sale):
+    receipt = Receipt(
+        point_of_sale=point_of_sale, external_id="R-4", purchased_at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    )
+    with pytest.raises(ValueError, match="loyalty.ReceiptLine.product does not point at loyalty.Receipt"):
+        insert_family(
+            receipt,
+            unique_fields=("point_of_sale", "kind", "external_id"),
+            children=[(ReceiptLine, "product", [])],
+        )
