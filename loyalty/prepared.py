@@ -146,7 +146,8 @@ def insert_unless_exists(
     return True
 
 
-# Field kinds whose Python values psycopg writes as they are (no per-value preparation).
+# Field kinds whose Python values a JSON document carries as they are (decimals as text),
+# without the ORM's per-value preparation.
 _PLAIN_KINDS = frozenset(
     {
         "AutoField",
@@ -162,46 +163,6 @@ _PLAIN_KINDS = frozenset(
         "TextField",
     }
 )
-_inserts: dict[tuple, str] = {}
-
-
-def insert_many(objs: list[models.Model], *, using: str = "default") -> None:
-    """``bulk_create(objs)`` for models of plain values (numbers, decimals, text, foreign
-    keys) with an automatic primary key, setting each object's key. On PostgreSQL one
-    ``INSERT ... SELECT FROM unnest(arrays) RETURNING`` written once per process, with the
-    attributes as they are: the ORM prepares every value of every row, which for a
-    receipt's lines cost more than the insert. Elsewhere ``bulk_create``."""
-    if not objs:
-        return
-    model = type(objs[0])
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        model._default_manager.using(using).bulk_create(objs)
-        return
-    meta = model._meta
-    columns = [field for field in meta.concrete_fields if field is not meta.pk]
-    key = (model, using)
-    sql = _inserts.get(key)
-    if sql is None:
-        quote = connection.ops.quote_name
-        for field in columns:
-            kind = (field.target_field if field.is_relation else field).get_internal_type()
-            if kind not in _PLAIN_KINDS:
-                raise ValueError(f"insert_many does not write {meta.label}.{field.name} ({kind})")
-        arrays = ", ".join(f"%s::{field.db_type(connection).split('(')[0]}[]" for field in columns)
-        sql = _inserts[key] = (
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
-            f"SELECT * FROM unnest({arrays}) RETURNING {quote(meta.pk.column)}"
-        )
-    params = [[getattr(obj, field.attname) for obj in objs] for field in columns]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        pks = cursor.fetchall()
-    # PostgreSQL returns the rows of INSERT ... SELECT FROM unnest in the arrays' order
-    # (bulk_create relies on the same).
-    for obj, (pk,) in zip(objs, pks, strict=True):
-        obj.pk = pk
-        obj._state.adding, obj._state.db = False, using
 
 
 @dataclass
@@ -261,17 +222,17 @@ def insert_family(
     list may be empty). Returns whether the parent was inserted; when not, nothing was.
     On PostgreSQL one statement, written once per process: the parent's ``INSERT ... ON
     CONFLICT DO NOTHING RETURNING`` and each child table's ``INSERT ... SELECT FROM
-    json_populate_recordset`` of its rows as one JSON document (``insert_many``'s arrays
-    cost a round trip and a Python-level encoding of every value). Elsewhere
-    ``insert_unless_exists`` and ``insert_many``."""
+    json_populate_recordset`` of its rows as one JSON document (one array per column
+    would cost a Python-level encoding of every value; the ORM prepares each value of
+    each row). Elsewhere ``insert_unless_exists`` and ``bulk_create``."""
     connection = connections[using]
     if connection.vendor != "postgresql":
         if not insert_unless_exists(parent, unique_fields=unique_fields, using=using):
             return False
-        for _model, name, objs in children:
+        for model, name, objs in children:
             for obj in objs:
                 setattr(obj, name, parent)
-            insert_many(objs, using=using)
+            model._default_manager.using(using).bulk_create(objs)
         return True
     key = (type(parent), unique_fields, tuple((model, name) for model, name, _objs in children), using)
     family = _families.get(key)

@@ -8,16 +8,16 @@ from django.db.models import Model
 
 from loyalty.models import (
     BonusAccount,
+    BonusOperation,
     Card,
     Currency,
-    MemberEvent,
     PaymentMethod,
     Receipt,
     ReceiptLine,
     ReceiptPayment,
     Status,
 )
-from loyalty.prepared import PreparedRead, insert_family, insert_many, insert_unless_exists
+from loyalty.prepared import PreparedRead, insert_family, insert_unless_exists
 from tests.factories import CardFactory, MemberFactory, ProductFactory
 
 CARD_WITH_MEMBER = PreparedRead(Card, related=("member", "member__status"), where="{t}.number = %s")
@@ -113,46 +113,6 @@ def test_insert_unless_exists_inserts_once_and_then_leaves_the_stored_row(point_
     assert stored.purchased_at == first.purchased_at and not first._state.adding
 
 
-def test_insert_many_stores_every_row_as_bulk_create_would_and_sets_their_keys(point_of_sale):
-    # given a stored receipt and lines with and without a product, one with a long name
-    product = ProductFactory()
-    receipt = Receipt.objects.create(
-        point_of_sale=point_of_sale,
-        external_id="R-2",
-        purchased_at=dt.datetime(2026, 5, 1, 10, tzinfo=dt.UTC),
-    )
-    lines = [
-        ReceiptLine(
-            receipt=receipt,
-            position=i,
-            product=product if i % 2 else None,
-            sku=f"SKU-{i}",
-            name="Кофе " * 40 if i == 3 else "",
-            quantity=Decimal("1.500"),
-            price=Decimal("99.90"),
-            amount=Decimal("149.85"),
-            discount=Decimal(i),
-        )
-        for i in range(1, 6)
-    ]
-
-    # when
-    insert_many(lines)
-
-    # then each object has its row's key and the rows hold every value, in order
-    stored = {ln.pk: ln for ln in ReceiptLine.objects.filter(receipt=receipt)}
-    assert [ln.pk for ln in lines] == sorted(stored) and all(not ln._state.adding for ln in lines)
-    for line in lines:
-        assert _fields(stored[line.pk]) == _fields(line)
-
-
-@pytest.mark.postgres  # elsewhere insert_many is bulk_create, which prepares every value
-def test_insert_many_refuses_a_model_with_values_it_would_not_prepare(db):
-    event = MemberEvent(event_type="app_installed", payload={"platform": "ios"})
-    with pytest.raises(ValueError, match="insert_many does not write loyalty.MemberEvent"):
-        insert_many([event])
-
-
 def test_insert_family_stores_a_receipt_with_its_lines_and_payments_once(point_of_sale):
     # given a new receipt, lines whose text needs escaping in JSON and SQL, and a payment
     product = ProductFactory()
@@ -228,4 +188,19 @@ def test_insert_family_refuses_children_that_do_not_point_at_the_parent(point_of
             receipt,
             unique_fields=("point_of_sale", "kind", "external_id"),
             children=[(ReceiptLine, "product", [])],
+        )
+
+
+@pytest.mark.postgres  # elsewhere insert_family is bulk_create, which prepares every value
+def test_insert_family_refuses_children_with_values_it_would_not_prepare(point_of_sale):
+    receipt = Receipt(
+        point_of_sale=point_of_sale, external_id="R-5", purchased_at=dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+    )
+    with pytest.raises(
+        ValueError, match=r"insert_family does not write loyalty\.BonusOperation\.\w+ \(DateTimeField\)"
+    ):
+        insert_family(
+            receipt,
+            unique_fields=("point_of_sale", "kind", "external_id"),
+            children=[(BonusOperation, "receipt", [])],
         )
