@@ -103,13 +103,16 @@ def test_purchases_by_group_follow_purchases_and_refunds_and_match_a_rebuild(
             external_id=f"g{n}",
             member=member,
             purchased_at=T0 - dt.timedelta(days=days_ago),
-            lines=[LineInput(sku=p.sku, quantity=Decimal(1), price=Decimal(10)) for p in products],
+            lines=[
+                LineInput(sku=getattr(p, "sku", p), quantity=Decimal(1), price=Decimal(10)) for p in products
+            ],
         )
         return receipt_confirm(receipt=receipt)
 
-    # when three purchases are confirmed (two coffee lines on one receipt count once)
+    # when three purchases are confirmed (two coffee lines on one receipt count once; a
+    # SKU not in the catalog counts in no group)
     with django_capture_on_commit_callbacks(execute=True):
-        sale(1, 40, coffee, coffee, tea)
+        sale(1, 40, coffee, coffee, "NOT-IN-CATALOG", tea)
         sale(2, 5, coffee)
         last_tea = sale(3, 20, tea)
     day = lambda n: T0 - dt.timedelta(days=n)  # noqa: E731
