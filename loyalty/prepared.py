@@ -118,24 +118,26 @@ class PreparedRead:
         return [self._instances(plan, row, using) for row in rows]
 
 
-def insert_unless_exists(
-    instance: models.Model, *, unique_fields: tuple[str, ...], using: str = "default"
-) -> bool:
-    """Insert an unsaved instance unless a row with its values of ``unique_fields`` (a
-    unique constraint's fields) exists: one ``INSERT ... ON CONFLICT DO NOTHING
-    RETURNING`` instead of a savepoint around an insert that may fail. Returns whether it
-    was inserted (its primary key set); when not, the caller reads the row that exists."""
+_single_inserts: dict[tuple, str] = {}
+
+
+def _insert(instance: models.Model, unique_fields: tuple[str, ...] | None, using: str) -> bool:
     meta = instance._meta
     connection = connections[using]
-    quote = connection.ops.quote_name
     fields = [f for f in meta.concrete_fields if not (f.primary_key and getattr(instance, f.attname) is None)]
+    key = (type(instance), len(fields), unique_fields, using)
+    sql = _single_inserts.get(key)
+    if sql is None:
+        quote = connection.ops.quote_name
+        conflict = ""
+        if unique_fields:
+            columns = ", ".join(quote(meta.get_field(name).column) for name in unique_fields)
+            conflict = f" ON CONFLICT ({columns}) DO NOTHING"
+        sql = _single_inserts[key] = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(meta.pk.column)}"
+        )
     values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
-    conflict = ", ".join(quote(meta.get_field(name).column) for name in unique_fields)
-    sql = (
-        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({conflict}) DO NOTHING "
-        f"RETURNING {quote(meta.pk.column)}"
-    )
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
@@ -144,6 +146,25 @@ def insert_unless_exists(
     instance.pk = row[0]
     instance._state.adding, instance._state.db = False, using
     return True
+
+
+def insert_unless_exists(
+    instance: models.Model, *, unique_fields: tuple[str, ...], using: str = "default"
+) -> bool:
+    """Insert an unsaved instance unless a row with its values of ``unique_fields`` (a
+    unique constraint's fields) exists: one ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING`` instead of a savepoint around an insert that may fail. Returns whether it
+    was inserted (its primary key set); when not, the caller reads the row that exists."""
+    return _insert(instance, unique_fields, using)
+
+
+def insert_one(instance: models.Model, *, using: str = "default") -> models.Model:
+    """``instance.save()`` of a new row as one ``INSERT ... RETURNING`` written once per
+    process, without the ORM's compilation of the query on each call and without the
+    save signals: for rows appended on the tills' path. Returns the instance, its
+    primary key set."""
+    _insert(instance, None, using)
+    return instance
 
 
 # Field kinds whose Python values a JSON document carries as they are (decimals as text),

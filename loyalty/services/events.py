@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from loyalty.events import event_handlers, event_types
 from loyalty.models import Member, MemberEvent, PointOfSale
+from loyalty.prepared import insert_one
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +29,15 @@ def event_record(
     if event_type not in event_types:
         raise ValueError(f"unknown event type {event_type!r}")
     with transaction.atomic(savepoint=False):
-        event = MemberEvent.objects.create(
-            event_type=event_type,
-            member=member,
-            point_of_sale=point_of_sale,
-            channel=channel or (point_of_sale.kind if point_of_sale else ""),
-            payload=payload or {},
-            occurred_at=occurred_at or timezone.now(),
+        event = insert_one(
+            MemberEvent(
+                event_type=event_type,
+                member=member,
+                point_of_sale=point_of_sale,
+                channel=channel or (point_of_sale.kind if point_of_sale else ""),
+                payload=payload or {},
+                occurred_at=occurred_at or timezone.now(),
+            )
         )
         for handler in event_handlers.in_transaction_for(event_type):
             handler(event)

@@ -11,13 +11,14 @@ from loyalty.models import (
     BonusOperation,
     Card,
     Currency,
+    MemberEvent,
     PaymentMethod,
     Receipt,
     ReceiptLine,
     ReceiptPayment,
     Status,
 )
-from loyalty.prepared import PreparedRead, insert_family, insert_unless_exists
+from loyalty.prepared import PreparedRead, insert_family, insert_one, insert_unless_exists
 from tests.factories import CardFactory, MemberFactory, ProductFactory
 
 CARD_WITH_MEMBER = PreparedRead(Card, related=("member", "member__status"), where="{t}.number = %s")
@@ -204,3 +205,32 @@ def test_insert_family_refuses_children_with_values_it_would_not_prepare(point_o
             unique_fields=("point_of_sale", "kind", "external_id"),
             children=[(BonusOperation, "receipt", [])],
         )
+
+
+def test_insert_one_stores_a_row_as_save_would(point_of_sale):
+    # given a new event with a JSON payload, a time and a relation, and the same by save()
+    member = MemberFactory()
+    at = dt.datetime(2026, 5, 1, 10, 30, tzinfo=dt.UTC)
+
+    def event():
+        return MemberEvent(
+            event_type="app_installed",
+            member=member,
+            point_of_sale=point_of_sale,
+            channel="app",
+            payload={"platform": "ios", "name": "Анна «Кофе»", "n": 2, "nested": {"a": [1, None]}},
+            occurred_at=at,
+        )
+
+    saved = event()
+    saved.save()
+
+    # when
+    inserted = insert_one(event())
+
+    # then the stored row holds what save() stores, the key set and the instance saved
+    stored = MemberEvent.objects.get(pk=inserted.pk)
+    assert inserted.pk != saved.pk and not inserted._state.adding
+    expected = {**_fields(MemberEvent.objects.get(pk=saved.pk)), "id": inserted.pk}
+    assert {**_fields(stored), "created_at": expected["created_at"]} == expected
+    assert stored.created_at is not None and stored.payload["nested"] == {"a": [1, None]}
