@@ -106,14 +106,14 @@ def test_confirmation_times_and_amounts_are_written_as_the_serializer_writes_the
         "balance": Decimal("312.504"),
         "cheque_messages": ["Скидка 100 ₽"],
         "cashier_messages": [],
-        "offers": [
+        "offers": [  # as pos.views._offers writes them
             {
                 "id": 1,
                 "name": "Bonus",
                 "effects": [
                     {
                         "action": "bonus",
-                        "amount": Decimal("12.5"),
+                        "amount": "12.50",
                         "currency": "RUB",
                         "lines": [0],
                         "text": "",
