@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
@@ -369,7 +370,8 @@ def purchase_confirm(
 
 def _applications_record(result: Result, *, member, receipt=None, event=None, at=None) -> None:
     """One row per applied offer with what it gave: one statement (dozens of rows a
-    receipt on the till's path; on PostgreSQL as arrays, without a model per row)."""
+    receipt on the till's path; on PostgreSQL as a JSON document, without a model per
+    row)."""
     if not result.applied:
         return
     by_offer: dict[int, list[Decimal]] = {}
@@ -387,13 +389,19 @@ def _applications_record(result: Result, *, member, receipt=None, event=None, at
     receipt_id = receipt.pk if receipt is not None else None
     event_id = event.pk if event is not None else None
     if connection.vendor == "postgresql":
+        # The rows as one JSON document: encoded in C, where arrays are encoded value by
+        # value in Python.
+        rows = orjson.dumps(
+            [{"o": o, "d": d, "b": b} for o, d, b in zip(offer_ids, discounts, bonuses, strict=True)],
+            default=str,
+        ).decode()
         with connection.cursor() as cur:
             cur.execute(
                 f"INSERT INTO {OfferApplication._meta.db_table} "
                 "(offer_id, member_id, receipt_id, event_id, discount, bonus, at) "
                 "SELECT o, %s, %s, %s, d, b, %s "
-                "FROM unnest(%s::bigint[], %s::numeric[], %s::numeric[]) AS t(o, d, b)",
-                [member_id, receipt_id, event_id, at, offer_ids, discounts, bonuses],
+                "FROM json_to_recordset(%s::json) AS t(o bigint, d numeric, b numeric)",
+                [member_id, receipt_id, event_id, at, rows],
             )
         return
     OfferApplication.objects.bulk_create(
