@@ -98,15 +98,30 @@ class Receipt(models.Model):
 
 
 class ReceiptLine(models.Model):
+    """A receipt's line. Written thirty at a time with their receipt on every
+    confirmation, its keys have no database foreign keys (``db_constraint=False``):
+    PostgreSQL checks each with a trigger call per line, and the check of the product
+    locks its row (``FOR KEY SHARE``), which concurrent tills selling the same bread turn
+    into shared multi-transaction locks. Lines are only written with their receipt
+    (``receipt_store``) from a product looked up in the same request, and Django's
+    ``on_delete`` still cascades from a deleted receipt and protects a sold product."""
+
     receipt = models.ForeignKey(
         Receipt,
         models.CASCADE,
         related_name="lines",
         db_index=False,  # receipt_line_position leads with it
+        db_constraint=False,
     )
     position = models.PositiveSmallIntegerField(_("position"))
     product = models.ForeignKey(
-        "loyalty.Product", models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("product")
+        "loyalty.Product",
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("product"),
+        db_constraint=False,
     )
     sku = models.CharField(_("SKU"), max_length=64)
     name = models.CharField(_("name"), max_length=255, blank=True)

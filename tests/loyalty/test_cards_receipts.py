@@ -191,3 +191,29 @@ def test_friend_purchase_is_recorded_for_the_referrer(db, point_of_sale):
     receipt_confirm(receipt=receipt)
     assert MemberEvent.objects.filter(member=referrer, event_type="friend_invited").count() == 1
     assert MemberEvent.objects.filter(member=referrer, event_type="friend_purchase").count() == 1
+
+
+def test_a_sold_product_cannot_be_deleted_and_a_deleted_receipt_takes_its_lines(db):
+    # given a receipt with a line of a catalog product (the lines' keys are checked by
+    # Django, not by the database)
+    from django.db.models import ProtectedError
+
+    from loyalty.models import Receipt, ReceiptLine
+
+    product = factories.ProductFactory()
+    receipt = receipt_record(
+        point_of_sale=factories.PointOfSaleFactory(),
+        external_id="R-keys",
+        lines=[LineInput(sku=product.sku, quantity=Decimal(1), price=Decimal(10))],
+    )
+    (line,) = receipt.lines.all()
+    assert line.product_id == product.pk
+
+    # when the product is deleted, it is refused
+    with pytest.raises(ProtectedError):
+        product.delete()
+
+    # and when the receipt is deleted, its lines go with it
+    Receipt.objects.filter(pk=receipt.pk).delete()
+    assert not ReceiptLine.objects.filter(pk=line.pk).exists()
+    product.delete()
