@@ -30,16 +30,30 @@ class _Plan:
     # per model in select order: (model, attnames, first column, pk column, relation
     # field, parent's index)
     parts: list[tuple]
+    # the extra values' names on the model's instance, their columns last in the row
+    extra: tuple[str, ...] = ()
 
 
 class PreparedRead:
+    """``extra``: more values for the model's instance, each ``{name: {vendor: SQL}}``,
+    an expression over the aliases set as that attribute, as the database returns it;
+    on a database its mapping does not name, the attribute is not set (the caller reads
+    the value its own way)."""
+
     def __init__(
-        self, model: type[models.Model], *, related: tuple[str, ...] = (), where: str, order_by: str = ""
+        self,
+        model: type[models.Model],
+        *,
+        related: tuple[str, ...] = (),
+        where: str,
+        order_by: str = "",
+        extra: dict[str, dict[str, str]] | None = None,
     ):
         self.model = model
         self.related = related
         self.where = where
         self.order_by = order_by
+        self.extra = extra or {}
         self._plans: dict[str, _Plan] = {}
         self._lock = threading.Lock()
 
@@ -76,6 +90,8 @@ class PreparedRead:
                     f"ON {alias}.{quote(field.target_field.column)} = {parent_alias}.{quote(field.column)}"
                 )
         aliases = {"t": "t", **{path: alias for path, _m, alias, _f, _p in nodes[1:]}}
+        extra = {name: sql[connection.vendor] for name, sql in self.extra.items() if connection.vendor in sql}
+        columns += [sql.format(**aliases) for sql in extra.values()]
         sql = (
             f"SELECT {', '.join(columns)} FROM {quote(self.model._meta.db_table)} t "
             + " ".join(joins)
@@ -83,7 +99,8 @@ class PreparedRead:
             + (f" ORDER BY {self.order_by.format(**aliases)}" if self.order_by else "")
         )
         compiler = Query(self.model).get_compiler(using=using)
-        return _Plan(sql=sql, converters=compiler.get_converters(cols), compiler=compiler, parts=parts)
+        converters = compiler.get_converters(cols)
+        return _Plan(sql=sql, converters=converters, compiler=compiler, parts=parts, extra=tuple(extra))
 
     def _rows(self, params: list, using: str, limit: int | None):
         plan = self._plan(using)
@@ -107,6 +124,9 @@ class PreparedRead:
             if field is not None:
                 field.set_cached_value(parent, instance)
             made.append(instance)
+        if plan.extra and made[0] is not None:
+            for name, value in zip(plan.extra, row[-len(plan.extra) :], strict=True):
+                setattr(made[0], name, value)
         return made[0]
 
     def first(self, *params, using: str = "default") -> models.Model | None:

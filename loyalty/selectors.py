@@ -8,12 +8,14 @@ from django.db.models import Count, Min, Q, QuerySet, Sum
 from django.db.models.functions import TruncMonth
 from django.utils import timezone
 
+from loyalty import refcache
 from loyalty.models import (
     BonusAccount,
     Card,
     Consent,
     ContactChannel,
     ContactStatus,
+    Currency,
     LedgerEntry,
     LotRemainder,
     Member,
@@ -24,6 +26,42 @@ from loyalty.prepared import PreparedRead
 from loyalty.services.contacts import phone_search_key
 
 ZERO = Decimal("0")
+
+
+def member_accounts_sql(member_id: str) -> dict[str, str]:
+    """A ``PreparedRead`` extra value: the accounts of the member whose id is the SQL
+    ``member_id`` (an alias's column), as ``[[id, currency id, available, pending], ...]``
+    with the amounts as text (exact), or null; on PostgreSQL (elsewhere the caller reads
+    the accounts itself)."""
+    return {
+        "postgresql": (
+            "(SELECT json_agg(json_build_array(a.id, a.currency_id, a.available::text, a.pending::text)) "
+            f"FROM {BonusAccount._meta.db_table} a WHERE a.member_id = {member_id})"
+        )
+    }
+
+
+def _currencies() -> dict[int, Currency]:
+    return refcache.cached(("currencies",), lambda: {c.pk: c for c in Currency.objects.all()}, ttl=60.0)
+
+
+def member_accounts_keep(member: Member, accounts) -> None:
+    """Keep the accounts read by ``member_accounts_sql`` where ``member.bonus_accounts.all()``
+    finds them, as ``prefetch_related`` leaves them: each with its member and its
+    currency (from the reference cache) and without its creation time (read on use)."""
+    currencies = _currencies()
+    names = ["id", "member_id", "currency_id", "available", "pending"]
+    kept = []
+    for pk, currency_id, available, pending in accounts or ():
+        account = BonusAccount.from_db(
+            member._state.db, names, [pk, member.pk, currency_id, Decimal(available), Decimal(pending)]
+        )
+        currency = currencies.get(currency_id) or Currency.objects.get(pk=currency_id)  # one added since
+        BonusAccount.currency.field.set_cached_value(account, currency)
+        BonusAccount.member.field.set_cached_value(account, member)
+        kept.append(account)
+    cache = getattr(member, "_prefetched_objects_cache", {})
+    member._prefetched_objects_cache = {**cache, "bonus_accounts": kept}
 
 
 @dataclass(frozen=True)

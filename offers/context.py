@@ -122,7 +122,10 @@ def member_info(
             .count()
         )
     if "balances" in needs:
-        accounts = _ACCOUNTS_WITH_CURRENCY.all(member.pk)
+        # Read with the member's card when it named the member (pos.scoping), else now.
+        accounts = getattr(member, "_prefetched_objects_cache", {}).get("bonus_accounts")
+        if accounts is None:
+            accounts = _ACCOUNTS_WITH_CURRENCY.all(member.pk)
         info.balances = {
             ("" if account.currency.is_default else account.currency.code): account.available
             for account in accounts

@@ -12,6 +12,7 @@ from django.utils.translation import gettext as _
 from loyalty import refcache
 from loyalty.models import Card, Member, PointOfSale, Receipt, ReceiptKind
 from loyalty.prepared import PreparedRead
+from loyalty.selectors import member_accounts_keep, member_accounts_sql
 from loyalty.services.contacts import phone_parse
 from pos.errors import CardNotFound, MemberNotFound, PointOfSaleNotFound, ReceiptNotFound
 from pos.models import ApiKey
@@ -53,6 +54,8 @@ def cards(api_key: ApiKey) -> QuerySet[Card]:
 _CARD_WITH_MEMBER = PreparedRead(
     Card,
     related=("member", "member__status"),
+    # and the member's accounts, which pricing reads next (one round trip instead of two)
+    extra={"member_accounts": member_accounts_sql("{t}.member_id")},
     where=(
         "{t}.number = %s AND ({t}.issued_at_point_id IS NULL OR {t}.issued_at_point_id IN "
         f"(SELECT id FROM {PointOfSale._meta.db_table} WHERE partner_id = %s))"
@@ -66,6 +69,8 @@ def card_get(api_key: ApiKey, number: str) -> Card:
     card = _CARD_WITH_MEMBER.first(number, api_key.partner_id)
     if card is None:
         raise CardNotFound(_("No card %(number)s.") % {"number": number})
+    if card.member is not None and hasattr(card, "member_accounts"):
+        member_accounts_keep(card.member, card.member_accounts)
     return card
 
 

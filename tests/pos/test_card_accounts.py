@@ -1,0 +1,61 @@
+"""Pricing reads the member's balances right after the card: on PostgreSQL the card's
+read brings the accounts with it, and they must be what the accounts hold."""
+
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+
+from loyalty.models import BonusAccount, Currency
+from loyalty.services import ledger
+from loyalty.services.cards import card_activate, card_issue
+from loyalty.services.members import member_create
+from offers.context import member_info
+from pos import scoping
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def card(world):
+    member = member_create(first_name="Olga", phone="+79160000001")
+    return card_activate(card=card_issue(member=member, point_of_sale=world.online))
+
+
+def test_a_cards_member_comes_with_the_accounts_it_holds(world, key, card, django_assert_num_queries):
+    # given the member's accounts in two currencies, with available and pending points
+    gift = Currency.objects.create(code="gift", name="Gift")
+    source = ledger.Source(type="manual", id="t", label="test")
+    main = ledger.account_get_or_create(member=card.member)
+    ledger.bonus_accrue(account=main, amount=Decimal("300.25"), source=source, idempotency_key="a")
+    other = ledger.account_get_or_create(member=card.member, currency=gift)
+    ledger.bonus_accrue(account=other, amount=Decimal("0.01"), source=source, idempotency_key="b")
+    expected = sorted(
+        (a.pk, a.currency.code, a.currency.is_default, a.available, a.pending)
+        for a in BonusAccount.objects.filter(member=card.member).select_related("currency")
+    )
+
+    # when the till's card is read
+    found = scoping.card_get(key.api_key, card.number)
+
+    # then the member's accounts are those, with their currencies, read without a query
+    # more on PostgreSQL (elsewhere pricing reads them)
+    if connection.vendor == "postgresql":
+        with django_assert_num_queries(0):
+            info = member_info(found.member, frozenset({"balances"}), found.member.registered_at)
+            accounts = list(found.member.bonus_accounts.all())
+            held = sorted(
+                (a.pk, a.currency.code, a.currency.is_default, a.available, a.pending) for a in accounts
+            )
+        assert held == expected
+    else:
+        info = member_info(found.member, frozenset({"balances"}), found.member.registered_at)
+    assert info.balances == {"": Decimal("300.25"), "gift": Decimal("0.01")}
+    assert info.account_ids == {main.currency_id: main.pk, gift.pk: other.pk}
+
+
+def test_a_member_without_accounts_has_none(world, key, card, django_assert_num_queries):
+    found = scoping.card_get(key.api_key, card.number)
+    with django_assert_num_queries(0 if connection.vendor == "postgresql" else 1):
+        info = member_info(found.member, frozenset({"balances"}), found.member.registered_at)
+    assert info.balances == {} and info.account_ids == {}
