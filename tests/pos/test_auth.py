@@ -150,3 +150,41 @@ def test_amounts_are_decimal_strings(world, api):
     body = calculate(api, "web").json()
     assert body["total"] == "500.00" and body["lines"][0]["quantity"] == "1.000"
     assert Decimal(body["max_bonus_payment"]) == 0
+
+
+def test_the_key_budget_slides_with_time_and_says_when_to_come_back(world, key, settings, time_machine):
+    # given 10 requests a minute for a key, at the start of a minute
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from pos.auth import ApiKeyRateThrottle
+
+    cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"pos": "10/min"}}
+    start = dt.datetime(2026, 5, 1, 10, 0, 0, tzinfo=dt.UTC)
+    time_machine.move_to(start, tick=False)
+    request = SimpleNamespace(auth=key.api_key)
+
+    def attempt():
+        throttle = ApiKeyRateThrottle()
+        return throttle.allow_request(request, None), throttle
+
+    # when the key sends 11 requests, the 11th is refused until the minute is over
+    assert [attempt()[0] for _ in range(10)] == [True] * 10
+    allowed, refused = attempt()
+    assert not allowed and refused.wait() == pytest.approx(60)
+    # 33 s into the next minute 45 % of the last one still counts (4.5): 6 more fit
+    time_machine.move_to(start + dt.timedelta(seconds=93))
+    assert [attempt()[0] for _ in range(6)] == [True] * 6
+    # and a refusal names the moment the estimate leaves room again: 3 s later
+    # (10 x (1 - 0.6) + 6 = 10), not sooner
+    allowed, refused = attempt()
+    assert not allowed and refused.wait() == pytest.approx(3)
+    time_machine.move_to(start + dt.timedelta(seconds=95.9))
+    assert not attempt()[0]
+    time_machine.move_to(start + dt.timedelta(seconds=96.1))
+    assert attempt()[0]
+    # two quiet minutes later the whole budget is back
+    time_machine.move_to(start + dt.timedelta(seconds=240))
+    assert [attempt()[0] for _ in range(11)] == [True] * 10 + [False]
+    cache.clear()
