@@ -1,4 +1,4 @@
-"""Reads on the tills' hot path with their SQL built once per process.
+"""Reads and inserts on the tills' hot path with their SQL built once per process.
 
 The ORM compiles a queryset's SQL each time it is evaluated: for a card with its member
 and the member's status that is about a millisecond, three times what the database needs
@@ -9,7 +9,8 @@ database, and each relation cached on its instance (``None`` where the key is em
 
 The WHERE clause is SQL over the aliases ``{t}`` (the model) and ``{related path}`` (a
 relation, e.g. ``{member}``), with ``%s`` placeholders; everything else (tables, columns)
-comes from the models.
+comes from the models. The inserts (``insert_one``, ``insert_unless_exists``,
+``insert_family``) write their statements the same way, once per model.
 """
 
 from __future__ import annotations
@@ -141,6 +142,25 @@ class PreparedRead:
 _single_inserts: dict[tuple, str] = {}
 
 
+def _insert_sql(meta, fields: list, unique_fields: tuple[str, ...] | None, connection) -> str:
+    """``INSERT ... VALUES ... [ON CONFLICT (unique fields) DO NOTHING] RETURNING pk``."""
+    quote = connection.ops.quote_name
+    conflict = ""
+    if unique_fields:
+        columns = ", ".join(quote(meta.get_field(name).column) for name in unique_fields)
+        conflict = f" ON CONFLICT ({columns}) DO NOTHING"
+    return (
+        f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+        f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(meta.pk.column)}"
+    )
+
+
+def _values(instance: models.Model, fields: list, connection) -> list:
+    """The instance's values of ``fields`` as ``save()`` writes them (defaults and
+    ``auto_now`` applied, each prepared for the database)."""
+    return [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+
+
 def _insert(instance: models.Model, unique_fields: tuple[str, ...] | None, using: str) -> bool:
     meta = instance._meta
     connection = connections[using]
@@ -148,16 +168,8 @@ def _insert(instance: models.Model, unique_fields: tuple[str, ...] | None, using
     key = (type(instance), len(fields), unique_fields, using)
     sql = _single_inserts.get(key)
     if sql is None:
-        quote = connection.ops.quote_name
-        conflict = ""
-        if unique_fields:
-            columns = ", ".join(quote(meta.get_field(name).column) for name in unique_fields)
-            conflict = f" ON CONFLICT ({columns}) DO NOTHING"
-        sql = _single_inserts[key] = (
-            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-            f"VALUES ({', '.join(['%s'] * len(fields))}){conflict} RETURNING {quote(meta.pk.column)}"
-        )
-    values = [f.get_db_prep_save(f.pre_save(instance, True), connection) for f in fields]
+        sql = _single_inserts[key] = _insert_sql(meta, fields, unique_fields, connection)
+    values = _values(instance, fields, connection)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         row = cursor.fetchone()
@@ -221,11 +233,7 @@ def _family(parent_model, unique_fields, shapes, connection) -> _Family:
     meta = parent_model._meta
     pk = quote(meta.pk.column)
     fields = [f for f in meta.concrete_fields if f is not meta.pk]
-    parts = [
-        f"parent AS (INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-        f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT "
-        f"({', '.join(quote(meta.get_field(n).column) for n in unique_fields)}) DO NOTHING RETURNING {pk})"
-    ]
+    parts = [f"parent AS ({_insert_sql(meta, fields, unique_fields, connection)})"]
     keys, children = [], []
     for i, (model, name) in enumerate(shapes):
         fk = model._meta.get_field(name)
@@ -279,7 +287,7 @@ def insert_family(
     family = _families.get(key)
     if family is None:
         family = _families[key] = _family(type(parent), unique_fields, key[2], connection)
-    params = [f.get_db_prep_save(f.pre_save(parent, True), connection) for f in family.fields]
+    params = _values(parent, family.fields, connection)
     for (_model, _name, objs), (_fk, columns) in zip(children, family.children, strict=True):
         rows = [{column: getattr(obj, attname) for column, attname in columns} for obj in objs]
         params.append(orjson.dumps(rows, default=str).decode())
