@@ -90,8 +90,8 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
     last one's count weighted by how much of it the sliding window still covers):
     DRF's throttle keeps the time of every request of the last period in one cache
     value and reads, trims and writes all of it on each request, which at the default
-    6,000 a minute is a list of thousands of floats per till request. Two cache reads
-    and one increment here, whatever the rate."""
+    6,000 a minute is a list of thousands of floats per till request. Here one read of
+    two counters and one increment, whatever the rate."""
 
     scope = "pos"
 

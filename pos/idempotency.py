@@ -7,10 +7,10 @@ ledger and the record commit together, in one commit. A concurrent request with 
 same key waits on the record's unique index until the first one ends: when it
 committed, the repeat gets the stored response back byte for byte (same status, same
 body); when it rolled back (the work failed), the repeat claims the key and does the
-work. The same key with a different
-method, path or body is refused with 422. An ``in_progress`` record that was committed
-(by a version that claimed keys in a transaction of their own) answers 409 until it is
-``POS_IDEMPOTENCY_STALE_SECONDS`` old, and is then taken over.
+work. The same key with a different method, path or body is refused with 422. An
+``in_progress`` record that was committed (by a version that claimed keys in a
+transaction of their own) answers 409 until it is ``POS_IDEMPOTENCY_STALE_SECONDS`` old,
+and is then taken over.
 """
 
 import datetime as dt

@@ -234,10 +234,10 @@ def receipt_store(
     if confirmed is not None:
         receipt.state, receipt.confirmed_at = ReceiptState.CONFIRMED, timezone.now()
         receipt.bonus_paid, receipt.bonus_accrued = _figures(confirmed)
-    # The receipt id stored before (a repeat), or by a concurrent request first: then that
-    # one stands. (Insert first, read on conflict: a repeat is rare, a new receipt is not.)
     paid = [ReceiptPayment(method_id=methods[p.method], amount=ledger.points(p.amount)) for p in payments]
-    # Its lines and payments with it: one statement on PostgreSQL.
+    # With its lines and payments, in one statement on PostgreSQL. The receipt id stored
+    # before (a repeat), or by a concurrent request first: then that one stands. (Insert
+    # first, read on conflict: a repeat is rare, a new receipt is not.)
     if not insert_family(
         receipt,
         unique_fields=("point_of_sale", "kind", "external_id"),
