@@ -4,6 +4,8 @@ in storage, and a member's files would outlive the member. ``files_follow_rows``
 a row's files once the deleting transaction commits (a rollback keeps them), and a file
 replaced by another upload once the change commits."""
 
+import datetime as dt
+import time
 from pathlib import Path
 
 from django.apps import apps
@@ -48,10 +50,12 @@ def files_follow_rows(model: type[Model], *fields: str) -> None:
     post_save.connect(saved, sender=model, weak=False, dispatch_uid=f"files-saved:{label}")
 
 
-def files_unreferenced(storage_root) -> list[Path]:
+def files_unreferenced(storage_root, *, older_than: dt.timedelta = dt.timedelta(0)) -> list[Path]:
     """Files under ``storage_root`` (the media folder) that no row's file field names:
     left by deletions before files followed their rows, or by uploads whose transaction
-    rolled back. Read set-wise: one query per file field."""
+    rolled back. Read set-wise: one query per file field. ``older_than``: only files last
+    written at least that long ago (an upload is on disk before its row commits)."""
+    cutoff = time.time() - older_than.total_seconds()
     referenced: set[str] = set()
     for model in apps.get_models():
         for field in model._meta.concrete_fields:
@@ -64,5 +68,7 @@ def files_unreferenced(storage_root) -> list[Path]:
     return sorted(
         path
         for path in root.rglob("*")
-        if path.is_file() and path.relative_to(root).as_posix() not in referenced
+        if path.is_file()
+        and path.relative_to(root).as_posix() not in referenced
+        and path.stat().st_mtime <= cutoff
     )

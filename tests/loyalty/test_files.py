@@ -82,19 +82,32 @@ def test_a_content_image_goes_with_its_material_and_when_replaced(db, django_cap
 
 
 def test_the_operators_command_lists_and_deletes_only_files_no_row_refers_to(thread, settings):
+    import os
+    import time
     from io import StringIO
 
-    from django.core.management import call_command
+    from django.core.management import CommandError, call_command
 
     kept = _path(thread.messages.get().attachment)
+    os.utime(kept, (time.time() - 7200, time.time() - 7200))
     orphan = Path(settings.MEDIA_ROOT) / "feedback" / "2025" / "01" / "left-behind.png"
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(PNG)
+    os.utime(orphan, (time.time() - 7200, time.time() - 7200))  # left two hours ago
+    # and a file just written whose row has not committed yet (an upload in flight)
+    uploading = orphan.parent / "uploading.png"
+    uploading.write_bytes(PNG)
 
     listed = StringIO()
     call_command("media_orphans", stdout=listed)
     assert str(orphan) in listed.getvalue() and str(kept) not in listed.getvalue()
+    assert str(uploading) not in listed.getvalue()
     assert "Found 1 unreferenced file(s)." in listed.getvalue() and orphan.exists()
 
     call_command("media_orphans", "--delete", stdout=StringIO())
-    assert not orphan.exists() and kept.exists()
+    assert not orphan.exists() and kept.exists() and uploading.exists()
+    # --older-than 0 takes the fresh one too; a negative age is refused
+    call_command("media_orphans", "--delete", "--older-than", "0", stdout=StringIO())
+    assert not uploading.exists() and kept.exists()
+    with pytest.raises(CommandError, match="--older-than"):
+        call_command("media_orphans", "--older-than", "-1", stdout=StringIO())
