@@ -9,3 +9,6 @@ class LoyaltyConfig(AppConfig):
     def ready(self) -> None:
         # The event catalog registers its entries on import.
         from . import events  # noqa: F401
+        from .services.catalog import catalog_signals_connect
+
+        catalog_signals_connect()

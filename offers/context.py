@@ -14,6 +14,7 @@ from django.utils import timezone
 from loyalty import refcache
 from loyalty.models import BonusAccount, Member, PointOfSale, Product, Receipt, ReceiptKind, ReceiptState
 from loyalty.prepared import PreparedRead
+from loyalty.services.catalog import catalog_version
 from offers.engine import Context, Line, MemberInfo
 from offers.models import Counter, CounterPeriod, CounterValue, PersonalProduct
 
@@ -134,9 +135,11 @@ def member_info(
     return info
 
 
-# Products by SKU come from the per-process reference cache: a product's new name or
-# group reaches every process within this time; a new SKU is looked up at once.
-PRODUCT_SECONDS = 60.0
+# Products by SKU come from the per-process reference cache, under the catalog's version:
+# a product or group saved or deleted reaches every process within a second, a new SKU is
+# looked up at once, and this bounds how long a change made around the models (raw SQL)
+# can go unseen.
+PRODUCT_SECONDS = 900.0
 
 
 def _products_load(skus: list[str]) -> dict[str, dict]:
@@ -159,7 +162,9 @@ def purchase_context(
 ) -> Context:
     now = now or timezone.now()
     local = local_time(now, point_of_sale.time_zone)
-    products = refcache.cached_many("product", {ln.sku for ln in lines}, _products_load, ttl=PRODUCT_SECONDS)
+    products = refcache.cached_many(
+        f"product@{catalog_version()}", {ln.sku for ln in lines}, _products_load, ttl=PRODUCT_SECONDS
+    )
     ctx_lines = []
     for i, ln in enumerate(lines):
         product = products.get(ln.sku)

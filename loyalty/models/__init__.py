@@ -2,6 +2,7 @@
 
 from .cards import Card, CardKind, CardState
 from .catalog import (
+    CatalogState,
     Partner,
     PaymentMethod,
     PaymentMethodKind,
@@ -45,6 +46,7 @@ __all__ = [
     "Card",
     "CardKind",
     "CardState",
+    "CatalogState",
     "Consent",
     "ConsentChange",
     "ContactChannel",

@@ -142,3 +142,13 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.sku})"
+
+
+class CatalogState(models.Model):
+    """One row: bumped whenever a product or a product group changes, so every process
+    drops the products it cached (``loyalty.services.catalog``)."""
+
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"catalog v{self.version}"
