@@ -2,7 +2,8 @@
 HTTP with two worker processes, on PostgreSQL.
 
     python bench/pos.py [--members 1000000] [--offers 200] [--lines 30] [--receipts 3000]
-                        [--rate 300] [--workers 2] [--json] [--database-url URL]
+                        [--rate 300] [--confirm-rate 200] [--workers 2] [--json]
+                        [--database-url URL]
 
 Generates (once per size; kept between runs) the demo program with ``--members``
 members (COPY), a catalog of ``--products`` SKUs in 100 groups, and ``--offers`` active
@@ -16,9 +17,12 @@ audiences, member status), then measures:
   production settings (``config/gunicorn.conf.py``: synchronous workers) and
   ``--workers`` processes, requests sent at ``--rate`` per second, up to 64 at a time,
   by an asyncio client (open loop: latency from each request's planned start, so it
-  includes queueing), random members and receipts;
-* ``confirm_*``: ``POST /api/v1/pos/receipts/confirm`` as fast as 8 clients go, each
-  receipt with its own idempotency key and receipt id (the ledger write path);
+  includes queueing), random members and receipts, once every worker has priced the
+  whole catalog (its caches as a long-running server's);
+* ``confirm_*``: ``POST /api/v1/pos/receipts/confirm`` (the ledger write path), each
+  receipt with its own idempotency key and receipt id, open loop at ``--confirm-rate``
+  per second as calculate is; ``confirm_most_*``: then as many as 8 clients get
+  through (the most the server confirms; their latency is mostly their own queue);
 * ``*_server_cpu_ms``, ``*_database_cpu_ms``, ``*_client_cpu_ms``: CPU time per request of
   the gunicorn workers, of PostgreSQL's backends and of the load generator (Linux
   ``/proc``), so a reader can tell what the machine's cores allow;
