@@ -41,23 +41,54 @@ def member_accounts_sql(member_id: str) -> dict[str, str]:
     }
 
 
-def _currencies() -> dict[int, Currency]:
-    return refcache.cached(("currencies",), lambda: {c.pk: c for c in Currency.objects.all()}, ttl=60.0)
+# Bonus currencies are read through the reference cache for this long (a currency not in
+# the cached ones is looked up at once).
+CURRENCY_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class _Currencies:
+    by_code: dict[str, Currency]
+    by_id: dict[int, Currency]
+
+
+def _currencies(fresh: bool = False) -> _Currencies:
+    def load() -> _Currencies:
+        rows = list(Currency.objects.all())
+        return _Currencies(by_code={c.code: c for c in rows}, by_id={c.pk: c for c in rows})
+
+    if fresh:
+        refcache.forget(("currencies",))
+    return refcache.cached(("currencies",), load, ttl=CURRENCY_SECONDS)
+
+
+def currencies_by_code(codes: set[str]) -> dict[str, Currency]:
+    """The program's currencies by code, from the reference cache; read again when one
+    of ``codes`` is not among them (a currency added since)."""
+    known = _currencies()
+    if not codes <= known.by_code.keys():
+        known = _currencies(fresh=True)
+    return known.by_code
+
+
+def currency_by_id(pk: int) -> Currency:
+    known = _currencies()
+    if pk not in known.by_id:
+        known = _currencies(fresh=True)
+    return known.by_id[pk]
 
 
 def member_accounts_keep(member: Member, accounts) -> None:
     """Keep the accounts read by ``member_accounts_sql`` where ``member.bonus_accounts.all()``
     finds them, as ``prefetch_related`` leaves them: each with its member and its
     currency (from the reference cache) and without its creation time (read on use)."""
-    currencies = _currencies()
     names = ["id", "member_id", "currency_id", "available", "pending"]
     kept = []
     for pk, currency_id, available, pending in accounts or ():
         account = BonusAccount.from_db(
             member._state.db, names, [pk, member.pk, currency_id, Decimal(available), Decimal(pending)]
         )
-        currency = currencies.get(currency_id) or Currency.objects.get(pk=currency_id)  # one added since
-        BonusAccount.currency.field.set_cached_value(account, currency)
+        BonusAccount.currency.field.set_cached_value(account, currency_by_id(currency_id))
         BonusAccount.member.field.set_cached_value(account, member)
         kept.append(account)
     cache = getattr(member, "_prefetched_objects_cache", {})

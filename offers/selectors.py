@@ -8,34 +8,22 @@ from __future__ import annotations
 import dataclasses
 import threading
 
-from loyalty import refcache
+from loyalty.versions import Version
 from offers.catalog import offer_actions, offer_filters
 from offers.engine import CompiledOffer, CompiledRule
-from offers.models import Offer, OffersState, OfferStatus
+from offers.models import Offer, OfferStatus
 
 _lock = threading.Lock()
 _state: dict = {"version": None, "by_event": {}, "needs": frozenset(), "by_pos": {}}
 
 
-# How long a process trusts the offers' version it read: a change made in another process
-# reaches this one within this time (the process that made it knows at once).
-VERSION_SECONDS = 1.0
+# A change made in another process reaches this one within a second (the process that
+# made it knows at once).
+OFFERS_VERSION = Version("offers.OffersState", seconds=1.0)
 
 
 def offers_version() -> int:
-    return refcache.cached(("offers_version",), _version_read, ttl=VERSION_SECONDS)
-
-
-def _version_read() -> int:
-    version = OffersState.objects.filter(pk=1).values_list("version", flat=True).first()
-    if version is None:  # the row a migration creates is gone (a flushed test database)
-        OffersState.objects.get_or_create(pk=1)
-        return 0
-    return version
-
-
-def offers_version_forget() -> None:
-    refcache.forget(("offers_version",))
+    return OFFERS_VERSION.current()
 
 
 def compile_offer(offer: Offer) -> CompiledOffer:

@@ -12,12 +12,11 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from loyalty import refcache
-from loyalty.models import Card, Currency, Member, MemberEvent, PointOfSale, Receipt, SourceType, Status
+from loyalty.models import Card, Member, MemberEvent, PointOfSale, Receipt, SourceType, Status
+from loyalty.selectors import currencies_by_code
 from loyalty.services import ledger, receipts
 from loyalty.services.errors import InsufficientBonuses
 from offers.catalog import PURCHASE_CALCULATION, entry_validate, offer_actions, offer_events, offer_filters
@@ -29,11 +28,10 @@ from offers.models import (
     CounterValue,
     Offer,
     OfferApplication,
-    OffersState,
     OfferStatus,
     OfferVersion,
 )
-from offers.selectors import active_offers, offers_at, offers_version_forget
+from offers.selectors import OFFERS_VERSION, active_offers, offers_at
 
 log = logging.getLogger(__name__)
 ZERO = Decimal("0")
@@ -48,10 +46,8 @@ def limits() -> Limits:
 
 def _bump() -> None:
     """A new offers version: every process recompiles its offers (this one at once, the
-    others within ``offers.selectors.VERSION_SECONDS``)."""
-    OffersState.objects.filter(pk=1).update(version=F("version") + 1)
-    offers_version_forget()
-    transaction.on_commit(offers_version_forget)
+    others within a second)."""
+    OFFERS_VERSION.bump()
 
 
 # --- offers ---------------------------------------------------------------------------
@@ -231,22 +227,6 @@ def purchase_calculate(
     )
 
 
-# Bonus currencies are read through the reference cache for this long (a code not in the
-# cached list is looked up at once).
-CURRENCY_SECONDS = 30.0
-
-
-def _currencies(codes: set[str]) -> dict[str, Currency]:
-    def load() -> dict[str, Currency]:
-        return {c.code: c for c in Currency.objects.all()}
-
-    currencies = refcache.cached(("currencies",), load, ttl=CURRENCY_SECONDS)
-    if not codes <= currencies.keys():
-        refcache.forget(("currencies",))
-        currencies = refcache.cached(("currencies",), load, ttl=CURRENCY_SECONDS)
-    return currencies
-
-
 def _accrual_inputs(result: Result, now: dt.datetime, source_label: str = "") -> list[receipts.AccrualInput]:
     """Ledger inputs for the result's accruals: one lot per currency, activation,
     expiry and funding partner (many offers on one receipt make a handful of lots, not
@@ -255,7 +235,7 @@ def _accrual_inputs(result: Result, now: dt.datetime, source_label: str = "") ->
     if not result.accruals:
         return []
     names = {e.offer_id: e.offer_name for e in result.effects}
-    currencies = _currencies({a.currency for a in result.accruals if a.currency})
+    currencies = currencies_by_code({a.currency for a in result.accruals if a.currency})
     default = next((c for c in currencies.values() if c.is_default), None)
     groups: dict[tuple, list] = {}
     for accrual in result.accruals:

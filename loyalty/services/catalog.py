@@ -2,42 +2,23 @@
 a product group changes (``offers.context``), instead of for a fixed minute after which
 every till request with an expired SKU reads the catalog again."""
 
-from django.db import transaction
-from django.db.models import F
 from django.db.models.signals import post_delete, post_save
 
-from loyalty import refcache
-from loyalty.models import CatalogState, Product, ProductGroup
+from loyalty.models import Product, ProductGroup
+from loyalty.versions import Version
 
-# How long a process trusts the catalog's version it read: a change made in another
-# process reaches this one within this time (the process that made it knows at once).
-VERSION_SECONDS = 1.0
+# A change made in another process reaches this one within a second.
+CATALOG_VERSION = Version("loyalty.CatalogState", seconds=1.0)
 
 
 def catalog_version() -> int:
-    return refcache.cached(("catalog_version",), _version_read, ttl=VERSION_SECONDS)
-
-
-def _version_read() -> int:
-    version = CatalogState.objects.filter(pk=1).values_list("version", flat=True).first()
-    if version is None:  # the row a migration creates is gone (a flushed test database)
-        CatalogState.objects.get_or_create(pk=1)
-        return 0
-    return version
-
-
-def _forget() -> None:
-    refcache.forget(("catalog_version",))
+    return CATALOG_VERSION.current()
 
 
 def catalog_changed() -> None:
-    """A new catalog version: every process drops its cached products (this one at once,
-    the others within ``VERSION_SECONDS``). Saving or deleting a product or a group
+    """Every process drops its cached products. Saving or deleting a product or a group
     calls it; a bulk change that bypasses the models' signals must call it too."""
-    if not CatalogState.objects.filter(pk=1).update(version=F("version") + 1):
-        CatalogState.objects.get_or_create(pk=1, defaults={"version": 1})
-    _forget()
-    transaction.on_commit(_forget)
+    CATALOG_VERSION.bump()
 
 
 def _on_change(sender, **kwargs) -> None:

@@ -7,8 +7,8 @@ from decimal import Decimal
 import pytest
 from django.db.models import F
 
-from loyalty import refcache
 from loyalty.models import CatalogState, Product
+from loyalty.services.catalog import CATALOG_VERSION
 from offers.context import LineIn, purchase_context
 from tests import factories
 
@@ -29,7 +29,7 @@ def priced(pos, sku):
 
 def a_second_later():
     """What another process sees once its copy of the version is a second old."""
-    refcache.forget(("catalog_version",))
+    CATALOG_VERSION.forget()
 
 
 def test_products_stay_cached_until_the_catalog_changes(django_assert_num_queries):

@@ -59,3 +59,24 @@ def test_a_member_without_accounts_has_none(world, key, card, django_assert_num_
     with django_assert_num_queries(0 if connection.vendor == "postgresql" else 1):
         info = member_info(found.member, frozenset({"balances"}), found.member.registered_at)
     assert info.balances == {} and info.account_ids == {}
+
+
+@pytest.mark.postgres
+def test_the_accounts_currencies_come_from_the_cache_pricing_shares(
+    world, key, card, django_assert_num_queries
+):
+    # given the member's accounts in two currencies, and the currencies cached by pricing
+    from loyalty.selectors import currencies_by_code
+
+    gift = Currency.objects.create(code="gift", name="Gift")
+    ledger.account_get_or_create(member=card.member)
+    ledger.account_get_or_create(member=card.member, currency=gift)
+    assert "gift" in currencies_by_code({"gift"})
+
+    # when the till's card is read: one query, the card with its member and accounts
+    with django_assert_num_queries(1):
+        found = scoping.card_get(key.api_key, card.number)
+        codes = sorted(a.currency.code for a in found.member.bonus_accounts.all())
+
+    # then each account has its currency without a query of its own
+    assert codes == sorted([gift.code, ledger.currency_default().code])
