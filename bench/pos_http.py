@@ -213,6 +213,31 @@ def http_measure(args, receipts, rng: random.Random) -> dict:
         server.wait(10)
 
 
+async def _open_loop(
+    pool: _Pool, requests: list[tuple[str, bytes, dict[str, str]]], rate: float, ok: tuple[int, ...]
+) -> tuple[list[float], int, float]:
+    """Send ``(path, body, headers)`` requests at ``rate`` a second whatever the answers
+    (open loop): each request's latency (ms) from its planned start, so it includes
+    queueing; the answers not in ``ok``; the seconds from the first planned start to the
+    last answer."""
+    loop = asyncio.get_running_loop()
+    interval, start = 1.0 / rate, loop.time() + 0.2
+    latencies: list[float] = []
+    errors = 0
+
+    async def send(i: int) -> None:
+        nonlocal errors
+        planned = start + i * interval
+        await asyncio.sleep(max(0.0, planned - loop.time()))
+        status, _body = await pool.post(*requests[i])
+        if status not in ok:
+            errors += 1
+        latencies.append((loop.time() - planned) * 1000)
+
+    await asyncio.gather(*(send(i) for i in range(len(requests))))
+    return latencies, errors, loop.time() - start
+
+
 async def _drive(
     port: int,
     headers: dict[str, str],
@@ -233,23 +258,10 @@ async def _drive(
 
     # Calculate: open loop at the target rate; latency from each request's planned start.
     n = len(bodies)
-    interval = 1.0 / rate
-    latencies: list[float] = []
-    errors = [0]
-    loop = asyncio.get_running_loop()
-    start = loop.time() + 0.2
-
-    async def calculate(i: int) -> None:
-        planned = start + i * interval
-        await asyncio.sleep(max(0.0, planned - loop.time()))
-        status, _body = await pool.post(calculate_path, calculations[i], headers)
-        if status != 200:
-            errors[0] += 1
-        latencies.append((loop.time() - planned) * 1000)
-
     calculate_cpu = cpu.sample()
-    await asyncio.gather(*(calculate(i) for i in range(n)))
-    elapsed = loop.time() - start
+    latencies, errors, elapsed = await _open_loop(
+        pool, [(calculate_path, body, headers) for body in calculations], rate, ok=(200,)
+    )
     calculate_cpu = cpu.per_request(calculate_cpu, cpu.sample(), n, "calculate")
 
     # Confirm, each receipt new: first open loop at the target rate (latency from each
@@ -257,44 +269,33 @@ async def _drive(
     # most the server confirms; their latency is mostly their own queue).
     run = uuid.uuid4().hex[:8]
 
-    def confirmation(i: int, phase: str) -> tuple[bytes, dict[str, str]]:
+    def confirmation(i: int, phase: str) -> tuple[str, bytes, dict[str, str]]:
         body = {
             **bodies[i],
             "external_id": f"bench-{run}-{phase}-{i}",
             "payments": [{"method": "card", "amount": "1.00"}],
         }
-        return json.dumps(body).encode(), {**headers, "Idempotency-Key": f"{run}-{phase}-{i}"}
-
-    confirm_latencies: list[float] = []
-    confirm_errors = [0]
-    confirm_interval = 1.0 / confirm_rate
-    confirm_start = loop.time() + 0.2
-
-    async def confirm(i: int) -> None:
-        body, confirm_headers = confirmation(i, "rate")
-        planned = confirm_start + i * confirm_interval
-        await asyncio.sleep(max(0.0, planned - loop.time()))
-        status, _body = await pool.post(confirm_path, body, confirm_headers)
-        if status not in (200, 201):
-            confirm_errors[0] += 1
-        confirm_latencies.append((loop.time() - planned) * 1000)
+        return confirm_path, json.dumps(body).encode(), {**headers, "Idempotency-Key": f"{run}-{phase}-{i}"}
 
     confirm_cpu = cpu.sample()
-    await asyncio.gather(*(confirm(i) for i in range(n)))
-    confirm_elapsed = loop.time() - confirm_start
+    confirm_latencies, confirm_errors, confirm_elapsed = await _open_loop(
+        pool, [confirmation(i, "rate") for i in range(n)], confirm_rate, ok=(200, 201)
+    )
     confirm_cpu = cpu.per_request(confirm_cpu, cpu.sample(), n, "confirm")
 
+    loop = asyncio.get_running_loop()
     most_latencies: list[float] = []
     confirms = _Pool(port, 8)
     queue = list(range(n))
 
     async def client() -> None:
+        nonlocal confirm_errors
         while queue:
-            body, confirm_headers = confirmation(queue.pop(), "most")
+            path, body, confirm_headers = confirmation(queue.pop(), "most")
             t0 = loop.time()
-            status, _body = await confirms.post(confirm_path, body, confirm_headers)
+            status, _body = await confirms.post(path, body, confirm_headers)
             if status not in (200, 201):
-                confirm_errors[0] += 1
+                confirm_errors += 1
             most_latencies.append((loop.time() - t0) * 1000)
 
     t0 = loop.time()
@@ -304,12 +305,12 @@ async def _drive(
         "calculate_p50_ms": round(percentile(latencies, 50), 2),
         "calculate_p99_ms": round(percentile(latencies, 99), 2),
         "calculate_receipts_per_s": round(n / elapsed, 1),
-        "calculate_errors": errors[0],
+        "calculate_errors": errors,
         **calculate_cpu,
         "confirm_receipts_per_s": round(n / confirm_elapsed, 1),
         "confirm_p50_ms": round(percentile(confirm_latencies, 50), 2),
         "confirm_p99_ms": round(percentile(confirm_latencies, 99), 2),
-        "confirm_errors": confirm_errors[0],
+        "confirm_errors": confirm_errors,
         **confirm_cpu,
         "confirm_most_receipts_per_s": round(n / most_elapsed, 1),
         "confirm_most_p99_ms": round(percentile(most_latencies, 99), 2),
