@@ -242,17 +242,29 @@ def machine_loop_us() -> float:
     return round(min(timeit.repeat("for _ in range(1000): pass", number=2000, repeat=5)) / 2000 * 1e6, 1)
 
 
+def _positive(kind):
+    def parse(text: str):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be more than 0, not {text}")
+        return value
+
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=1_000_000)
-    parser.add_argument("--offers", type=int, default=200)
-    parser.add_argument("--lines", type=int, default=30)
-    parser.add_argument("--products", type=int, default=5000, help="catalog size")
+    parser.add_argument("--members", type=_positive(int), default=1_000_000)
+    parser.add_argument("--offers", type=_positive(int), default=200)
+    parser.add_argument("--lines", type=_positive(int), default=30)
+    parser.add_argument("--products", type=_positive(int), default=5000, help="catalog size")
     parser.add_argument("--regenerate-offers", action="store_true")
-    parser.add_argument("--receipts", type=int, default=3000, help="receipts per phase")
-    parser.add_argument("--rate", type=float, default=300.0, help="calculate requests per second")
-    parser.add_argument("--confirm-rate", type=float, default=200.0, help="confirm requests per second")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--receipts", type=_positive(int), default=3000, help="receipts per phase")
+    parser.add_argument("--rate", type=_positive(float), default=300.0, help="calculate requests per second")
+    parser.add_argument(
+        "--confirm-rate", type=_positive(float), default=200.0, help="confirm requests per second"
+    )
+    parser.add_argument("--workers", type=_positive(int), default=2)
     parser.add_argument("--engine-only", action="store_true", help="skip the HTTP phases")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--database-url", default=DEFAULT_DB)
