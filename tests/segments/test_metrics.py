@@ -106,6 +106,22 @@ def test_metric_selects_the_hand_worked_members(scored, time_machine, metric, op
     assert names(rule) == expected
 
 
+def test_groups_and_currencies_are_read_when_the_rule_is_compiled(scored):
+    """The groups of a subtree and the currency become literal ids: the count joins no
+    group or currency table per member (and PostgreSQL can share one parallel hash)."""
+    rule = {
+        "op": "and",
+        "items": [
+            {"metric": "bought_product_group", "operator": "in", "value": ["food"], "params": P30},
+            {"metric": "bonus_balance", "operator": "gte", "value": 100, "params": {}},
+        ],
+    }
+    sql = str(Member.objects.filter(rule_q(rule, now=NOW)).query)
+    assert "loyalty_productgroup" not in sql
+    assert "loyalty_currency" not in sql
+    assert names(rule) == {"anna"}
+
+
 def test_every_metric_in_the_catalog_has_a_case():
     covered = {case[0] for case in CASES} | {"global_control_group"}
     assert {m.key for m in metrics} == covered
