@@ -17,8 +17,9 @@ size (``--regenerate`` to rebuild).
 receipts a member without loading a hundred million receipts: the per-member figures,
 purchases by product group and RFM rows of a smaller run's database (members numbered from
 1, as this benchmark makes them) are copied over this one's members, member ``k`` taking
-those of member ``(k - 1) mod n + 1`` of the smaller run. The one-off builds and the RFM
-runs are then not measured (their figures print as ``null``).
+those of member ``(k - 1) mod n + 1`` of the smaller run (with the RFM moves it
+journaled). The one-off builds and the RFM runs are then not measured (their figures
+print as ``null``).
 """
 
 import argparse
@@ -140,6 +141,9 @@ FIGURES = {
     "segments_membergrouppurchase": "member_id, group_id, first_purchase_at, last_purchase_at, receipts",
     "segments_memberrfm": "member_id, frequency, monetary, r, f, m, segment, computed_at, last_purchase_at",
 }
+# The first RFM run journals each member's move into a segment; the copy brings those too,
+# so the event journal is the size the measured runs would have left.
+RFM_EVENTS = ("loyalty_memberevent", "event_type, member_id, occurred_at, channel, payload, created_at")
 
 
 def figures_copy(source_url: str, members: int) -> None:
@@ -156,12 +160,16 @@ def figures_copy(source_url: str, members: int) -> None:
             if cur.fetchall() != groups:
                 raise SystemExit("--figures-from: the two databases' product groups differ")
             cur.execute("TRUNCATE " + ", ".join(FIGURES))
+            cur.execute("DELETE FROM loyalty_memberevent WHERE event_type = 'rfm_segment_changed'")
+            copies = [(table, columns, "TRUE") for table, columns in FIGURES.items()]
+            copies.append((*RFM_EVENTS, "event_type = 'rfm_segment_changed'"))
             for offset in range(0, members, size):
-                for table, columns in FIGURES.items():
+                for table, columns, where in copies:
                     shifted = columns.replace("member_id", f"member_id + {offset}", 1)
                     with (
                         source.cursor().copy(
-                            f"COPY (SELECT {shifted} FROM {table} WHERE member_id + {offset} <= {members}) TO STDOUT"
+                            f"COPY (SELECT {shifted} FROM {table} WHERE {where} AND member_id + {offset} <= {members}) "
+                            "TO STDOUT"
                         ) as out,
                         cur.copy(f"COPY {table} ({columns}) FROM STDIN") as into,
                     ):
@@ -171,7 +179,7 @@ def figures_copy(source_url: str, members: int) -> None:
                     f"figures copied: members {offset + 1:,}–{min(offset + size, members):,}", file=sys.stderr
                 )
     with connection.cursor() as cur:
-        for table in FIGURES:
+        for table in [*FIGURES, RFM_EVENTS[0]]:
             cur.execute(f"VACUUM ANALYZE {table}")
 
 
