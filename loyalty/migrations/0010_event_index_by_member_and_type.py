@@ -2,8 +2,13 @@
 
 from django.db import migrations, models
 
+from loyalty.migration_ops import AddIndexOnline, RemoveIndexOnline
+
 
 class Migration(migrations.Migration):
+    # The journal takes a row per purchase: on PostgreSQL the index is built and the old
+    # one dropped without blocking those writes (CONCURRENTLY, outside a transaction).
+    atomic = False
 
     dependencies = [
         ('loyalty', '0009_catalog_state'),
@@ -11,11 +16,11 @@ class Migration(migrations.Migration):
 
     # The new index first: the member's events stay indexed throughout.
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name='memberevent',
             index=models.Index(fields=['member', 'event_type', 'occurred_at'], name='event_member_type_time_idx'),
         ),
-        migrations.RemoveIndex(
+        RemoveIndexOnline(
             model_name='memberevent',
             name='event_member_time_idx',
         ),

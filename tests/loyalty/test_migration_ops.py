@@ -1,0 +1,23 @@
+"""The event journal's index migration builds without blocking writes on PostgreSQL and
+plainly elsewhere."""
+
+import io
+
+from django.core.management import call_command
+from django.db import connection
+
+
+def test_the_event_index_is_built_and_dropped_concurrently_on_postgresql_only(transactional_db):
+    out = io.StringIO()
+    call_command("sqlmigrate", "loyalty", "0010", stdout=out)
+    sql = out.getvalue()
+    assert "CREATE INDEX" in sql and '"event_member_type_time_idx"' in sql
+    assert "DROP INDEX" in sql and '"event_member_time_idx"' in sql
+    concurrently = connection.vendor == "postgresql"
+    assert ("CREATE INDEX CONCURRENTLY" in sql) is concurrently
+    assert ("DROP INDEX CONCURRENTLY" in sql) is concurrently
+
+    backwards = io.StringIO()
+    call_command("sqlmigrate", "loyalty", "0010", backwards=True, stdout=backwards)
+    assert '"event_member_time_idx"' in backwards.getvalue()
+    assert ("CONCURRENTLY" in backwards.getvalue()) is concurrently
