@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
@@ -37,3 +38,8 @@ def browser_page(monkeypatch):
         page.js_errors = errors
         yield page
         browser.close()
+        # While Playwright's loop runs in this thread, asgiref gives the ORM a connection
+        # of the loop's own (the thread counts as async): the test's queries ran on it and
+        # pytest-django never sees it. Close it here, or it outlives the test and keeps the
+        # test database from being dropped at the end of the run.
+        connections.close_all()
