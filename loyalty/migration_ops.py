@@ -7,29 +7,24 @@ from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndex
 from django.db import migrations
 
 
-def _postgres(schema_editor) -> bool:
-    return schema_editor.connection.vendor == "postgresql"
+class _ConcurrentlyOnPostgres:
+    plain: type[migrations.AddIndex] | type[migrations.RemoveIndex]  # what other databases run
 
+    def _step(self, schema_editor, name: str):
+        if schema_editor.connection.vendor == "postgresql":
+            return getattr(super(), name)
+        return getattr(self.plain, name).__get__(self)
 
-class AddIndexOnline(AddIndexConcurrently):
     def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if _postgres(schema_editor):
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        return migrations.AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+        return self._step(schema_editor, "database_forwards")(app_label, schema_editor, from_state, to_state)
 
     def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if _postgres(schema_editor):
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        return migrations.AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+        return self._step(schema_editor, "database_backwards")(app_label, schema_editor, from_state, to_state)
 
 
-class RemoveIndexOnline(RemoveIndexConcurrently):
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if _postgres(schema_editor):
-            return super().database_forwards(app_label, schema_editor, from_state, to_state)
-        return migrations.RemoveIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+class AddIndexOnline(_ConcurrentlyOnPostgres, AddIndexConcurrently):
+    plain = migrations.AddIndex
 
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if _postgres(schema_editor):
-            return super().database_backwards(app_label, schema_editor, from_state, to_state)
-        return migrations.RemoveIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+
+class RemoveIndexOnline(_ConcurrentlyOnPostgres, RemoveIndexConcurrently):
+    plain = migrations.RemoveIndex
