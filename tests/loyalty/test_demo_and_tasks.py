@@ -105,10 +105,9 @@ def test_a_real_celery_worker_runs_the_nightly_tasks(account, settings, tmp_path
         at=past,
         activates_at=past + dt.timedelta(days=1),
     )
-    # Sent before the worker starts: the filesystem transport writes a message file in
-    # place, and a worker polling at that instant reads it empty and stops.
-    activate_bonuses.delay()
     with start_worker(app, perform_ping_check=False, pool="solo", shutdown_timeout=30):
+        # Sent while the worker polls, as the web process does.
+        activate_bonuses.delay()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
