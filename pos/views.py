@@ -321,6 +321,25 @@ def confirmation_json(data: dict) -> dict:
     }
 
 
+def _exists(receipt: Receipt) -> ReceiptExists:
+    return ReceiptExists(
+        _("Receipt %(id)s is already %(state)s.")
+        % {"id": receipt.external_id, "state": receipt.get_state_display()}
+    )
+
+
+def _refuse_if_confirmed(pos: PointOfSale, external_id: str) -> None:
+    """409 ``receipt_exists`` when a receipt with this id here is past calculation
+    (confirmed, refunded or cancelled), as ``purchase_confirm`` answers it."""
+    receipt = (
+        Receipt.objects.filter(point_of_sale=pos, kind=ReceiptKind.SALE, external_id=external_id)
+        .exclude(state=ReceiptState.CALCULATED)
+        .first()
+    )
+    if receipt is not None:
+        raise _exists(receipt)
+
+
 class ReceiptConfirm(PosView):
     @extend_schema(
         tags=TAG_RECEIPTS,
@@ -340,7 +359,13 @@ class ReceiptConfirm(PosView):
         v = s.validated(s.ConfirmIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
         card, member = _identify(request, v)
-        _usable(card, member)
+        try:
+            _usable(card, member)
+        except (CardStateError, MemberBlocked):
+            # A till repeating a sale it lost the answer to, after the card or member was
+            # blocked, learns that the sale went through, not that the card is blocked.
+            _refuse_if_confirmed(pos, v["external_id"])
+            raise
         if v["bonus_payment"] > 0 and member is None:
             raise ValidationError(
                 {"bonus_payment": [_("Paying with bonuses needs a member's card or phone.")]}
@@ -356,10 +381,7 @@ class ReceiptConfirm(PosView):
         )
         if not calc.confirmed:
             # Confirmed before, or by a concurrent request with another key first.
-            raise ReceiptExists(
-                _("Receipt %(id)s is already %(state)s.")
-                % {"id": receipt.external_id, "state": receipt.get_state_display()}
-            )
+            raise _exists(receipt)
         currency = _default_currency()
         default = currency.code if currency else "bonus"
         data = {

@@ -11,7 +11,7 @@ from django.utils import timezone
 from loyalty.models import BonusOperation, MemberEvent, Receipt
 from loyalty.services import ledger
 from loyalty.services.cards import card_block, card_issue
-from loyalty.services.members import member_create
+from loyalty.services.members import member_block, member_create
 from tests.pos.conftest import get, post
 
 LINES = [{"sku": "COFFEE", "quantity": "2", "price": "500.00"}]
@@ -132,6 +132,24 @@ def test_paying_with_bonuses_needs_a_member(world, api):
 def test_a_receipt_id_confirmed_once_is_409_for_another_request(world, api, card):
     assert confirm(api, card).status_code == 201
     problem(confirm(api, card), 409, "receipt_exists")
+    assert Receipt.objects.count() == 1
+
+
+@pytest.mark.parametrize("blocked", ["card", "member"])
+def test_a_repeated_sale_after_a_block_is_told_the_sale_went_through(world, api, card, blocked):
+    """The till lost the first answer; by the time it asks again (another key) the card or
+    the member is blocked. It learns that the receipt was confirmed, not that it may not
+    buy; a new receipt with that card is refused as blocked."""
+    assert confirm(api, card).status_code == 201
+    if blocked == "card":
+        card_block(card=card, reason="lost")
+        refused = "card_state"
+    else:
+        member_block(member=card.member, reason="fraud")
+        refused = "member_blocked"
+    body = problem(confirm(api, card), 409, "receipt_exists")
+    assert "R-1" in body["detail"]
+    assert problem(confirm(api, card, external_id="R-2"), 409, refused)["code"] == refused
     assert Receipt.objects.count() == 1
 
 
