@@ -135,3 +135,18 @@ def test_demo_card_numbers_in_sql_match_the_python_reference(db, member_id):
         number = cur.fetchone()[0]
     assert number == card_number_for(member_id)
     assert card_number_valid(number)
+
+
+def test_operators_commands_speak_the_programs_language(db):
+    """Management commands answer in the language the program is set to (LANGUAGE_CODE)."""
+    from django.core.management import CommandError
+    from django.utils import translation
+
+    out = StringIO()
+    with translation.override("ru"):
+        call_command("activate_bonuses", stdout=out)
+        call_command("sync_roles", stdout=out)
+        with pytest.raises(CommandError, match="Сегмент 999999 не найден"):
+            call_command("refresh_segments", "999999", stdout=out)
+    assert "Активировано 0 партий." in out.getvalue()
+    assert " прав" in out.getvalue() and "permission" not in out.getvalue()

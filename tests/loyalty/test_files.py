@@ -102,7 +102,7 @@ def test_the_operators_command_lists_and_deletes_only_files_no_row_refers_to(thr
     call_command("media_orphans", stdout=listed)
     assert str(orphan) in listed.getvalue() and str(kept) not in listed.getvalue()
     assert str(uploading) not in listed.getvalue()
-    assert "Found 1 unreferenced file(s)." in listed.getvalue() and orphan.exists()
+    assert "Found 1 unreferenced file." in listed.getvalue() and orphan.exists()
 
     call_command("media_orphans", "--delete", stdout=StringIO())
     assert not orphan.exists() and kept.exists() and uploading.exists()

@@ -2,6 +2,7 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from communications.models import RegularKind
 from communications.services.regular import regular_run
@@ -10,15 +11,18 @@ from communications.services.regular import regular_run
 def figures_text(figures: dict) -> str:
     """One line of a run's figures, e.g. ``found 3, new 2, queued sms 1 email 1, accrued 2``."""
     if "skipped" in figures:
-        return f"skipped ({figures['skipped']})"
-    parts = [f"zones due {figures.get('zones', 0)}", f"found {figures.get('found', 0)}"]
-    parts.append(f"new {figures.get('new', 0)}")
+        return _("skipped (%(why)s)") % {"why": figures["skipped"]}
     queued = figures.get("queued") or {}
-    parts.append("queued " + (" ".join(f"{ch} {n}" for ch, n in queued.items()) or "0"))
+    parts = [
+        _("zones due %(n)s") % {"n": figures.get("zones", 0)},
+        _("found %(n)s") % {"n": figures.get("found", 0)},
+        _("new %(n)s") % {"n": figures.get("new", 0)},
+        _("queued %(by_channel)s") % {"by_channel": " ".join(f"{ch} {n}" for ch, n in queued.items()) or "0"},
+    ]
     if "accrued" in figures:
-        parts.append(f"accrued {figures['accrued']}")
+        parts.append(_("accrued %(n)s") % {"n": figures["accrued"]})
     for channel, why in (figures.get("left_out") or {}).items():
-        parts.append(f"{channel} left out: {why}")
+        parts.append(_("%(channel)s left out: %(why)s") % {"channel": channel, "why": why})
     return ", ".join(parts)
 
 
@@ -37,20 +41,21 @@ class Command(BaseCommand):
         unknown = sorted(set(kinds) - set(RegularKind.values))
         if unknown:
             raise CommandError(
-                f"unknown notification {', '.join(unknown)}; use {', '.join(RegularKind.values)}"
+                _("Unknown notification %(unknown)s; use %(known)s.")
+                % {"unknown": ", ".join(unknown), "known": ", ".join(RegularKind.values)}
             )
         if not kinds and not every:
-            raise CommandError("name a notification or give --all")
+            raise CommandError(_("Name a notification or give --all."))
         moment = None
         if now:
             try:
                 moment = dt.datetime.fromisoformat(now)
             except ValueError as exc:
-                raise CommandError(f"--now: {exc}") from exc
+                raise CommandError(_("--now: %(error)s") % {"error": exc}) from exc
             if timezone.is_naive(moment):
                 moment = timezone.make_aware(moment)
         result = regular_run(now=moment, kinds=None if every else kinds)
         if not result:
-            self.stdout.write("No notification is enabled.")
+            self.stdout.write(_("No notification is enabled."))
         for kind, figures in result.items():
             self.stdout.write(f"{kind}: {figures_text(figures)}")

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import ngettext
 
 from loyalty.services import ledger
 
@@ -8,4 +9,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         done = ledger.bonuses_activate()
-        self.stdout.write(f"Activated {done} lot(s).")
+        self.stdout.write(ngettext("Activated %(n)d lot.", "Activated %(n)d lots.", done) % {"n": done})

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import ngettext
 
 from loyalty.services import ledger
 
@@ -8,4 +9,4 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         done = ledger.bonuses_expire()
-        self.stdout.write(f"Expired {done} lot(s).")
+        self.stdout.write(ngettext("Expired %(n)d lot.", "Expired %(n)d lots.", done) % {"n": done})

@@ -2,6 +2,7 @@ import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 
 from loyalty.services.imports import csv_rows, members_import
 
@@ -25,15 +26,20 @@ class Command(BaseCommand):
         else:
             file = Path(path)
             if not file.is_file():
-                raise CommandError(f"{path}: no such file")
+                raise CommandError(_("%(path)s: no such file.") % {"path": path})
             try:
                 text = file.read_text(encoding="utf-8-sig")
             except UnicodeDecodeError as exc:
-                raise CommandError(f"{path}: not UTF-8 ({exc})") from exc
+                raise CommandError(
+                    _("%(path)s: not UTF-8 (%(error)s).") % {"path": path, "error": exc}
+                ) from exc
         result = members_import(csv_rows(text))
         for problem in result.problems:
-            kind = "flagged" if problem.kept else "rejected"
-            self.stdout.write(f"line {problem.line}: {kind}: {problem.reason}")
+            kind = _("flagged") if problem.kept else _("rejected")
+            self.stdout.write(
+                _("line %(line)s: %(result)s: %(reason)s")
+                % {"line": problem.line, "result": kind, "reason": problem.reason}
+            )
         if report:
             import csv
 
@@ -44,8 +50,17 @@ class Command(BaseCommand):
                     writer.writerow([p.line, "flagged" if p.kept else "rejected", p.reason])
         self.stdout.write(
             self.style.SUCCESS(
-                f"created {result.created}, updated {result.updated}, unchanged {result.unchanged}, "
-                f"cards issued {result.cards_issued}, flagged {len(result.flagged)}, "
-                f"rejected {len(result.rejected)}"
+                _(
+                    "created %(created)d, updated %(updated)d, unchanged %(unchanged)d, cards issued "
+                    "%(cards)d, flagged %(flagged)d, rejected %(rejected)d"
+                )
+                % {
+                    "created": result.created,
+                    "updated": result.updated,
+                    "unchanged": result.unchanged,
+                    "cards": result.cards_issued,
+                    "flagged": len(result.flagged),
+                    "rejected": len(result.rejected),
+                }
             )
         )

@@ -2,6 +2,8 @@ import datetime as dt
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from loyalty.files import files_unreferenced
 
@@ -26,11 +28,15 @@ class Command(BaseCommand):
 
     def handle(self, *args, delete=False, older_than=60, **options):
         if older_than < 0:
-            raise CommandError("--older-than must be 0 or more minutes.")
+            raise CommandError(_("--older-than must be 0 or more minutes."))
         orphans = files_unreferenced(settings.MEDIA_ROOT, older_than=dt.timedelta(minutes=older_than))
         for path in orphans:
             self.stdout.write(str(path))
             if delete:
                 path.unlink(missing_ok=True)
-        verb = "Deleted" if delete else "Found"
-        self.stdout.write(f"{verb} {len(orphans)} unreferenced file(s).")
+        n = len(orphans)
+        if delete:
+            summary = ngettext("Deleted %(n)d unreferenced file.", "Deleted %(n)d unreferenced files.", n)
+        else:
+            summary = ngettext("Found %(n)d unreferenced file.", "Found %(n)d unreferenced files.", n)
+        self.stdout.write(summary % {"n": n})

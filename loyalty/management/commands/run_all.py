@@ -9,6 +9,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
 
 from loyalty.demo import DEMO_USERS, demo_password
 
@@ -42,17 +43,26 @@ class Command(BaseCommand):
             ],
         )
         url = f"http://{host}:{port}/admin/"
-        self.stdout.write(self.style.SUCCESS(f"\nBack office: {url}"))
-        self.stdout.write(f"API docs:    http://{host}:{port}/api/docs/")
+        self.stdout.write(self.style.SUCCESS("\n" + _("Back office: %(url)s") % {"url": url}))
+        self.stdout.write(_("API docs: %(url)s") % {"url": f"http://{host}:{port}/api/docs/"})
         if apps.is_installed("portal"):
             self.stdout.write(
-                f"Personal account: http://{host}:{port}/account/ (demo member: +7 900 000-00-01; "
-                f"the sign-in code arrives in {settings.OUTBOX_DIR}/sms/)"
+                _(
+                    "Personal account: %(url)s (demo member: %(phone)s; the sign-in code arrives in "
+                    "%(folder)s)"
+                )
+                % {
+                    "url": f"http://{host}:{port}/account/",
+                    "phone": "+7 900 000-00-01",
+                    "folder": f"{settings.OUTBOX_DIR}/sms/",
+                }
             )
-        self.stdout.write("Logins (user / password / role):")
-        for username, role, _superuser in DEMO_USERS:
+        self.stdout.write(_("Logins (user / password / role):"))
+        for username, role, _is_superuser in DEMO_USERS:
             self.stdout.write(f"  {username:<10} {demo_password(username):<16} {role}")
-        self.stdout.write(f"Outgoing mail and messages are written to {settings.OUTBOX_DIR}\n")
+        self.stdout.write(
+            _("Outgoing mail and messages are written to %(folder)s") % {"folder": settings.OUTBOX_DIR} + "\n"
+        )
         try:
             call_command("runserver", f"{host}:{port}", use_reloader=False)
         finally:

@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import ngettext
 
 from loyalty.roles import roles_sync
 
@@ -8,4 +9,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         for role, count in roles_sync().items():
-            self.stdout.write(f"{role}: {count} permission(s)")
+            self.stdout.write(
+                ngettext("%(role)s: %(n)d permission", "%(role)s: %(n)d permissions", count)
+                % {"role": role, "n": count}
+            )

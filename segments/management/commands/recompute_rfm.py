@@ -1,4 +1,6 @@
 from django.core.management.base import BaseCommand
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from segments.services import rfm_recompute
 from segments.stats import stats_age, stats_rebuild
@@ -17,13 +19,21 @@ class Command(BaseCommand):
 
     def handle(self, *args, rebuild_stats=False, **options):
         if rebuild_stats:
-            self.stdout.write(f"Purchase figures rebuilt for {stats_rebuild()} member(s).")
+            rebuilt = stats_rebuild()
+            self.stdout.write(
+                ngettext(
+                    "Purchase figures rebuilt for %(n)d member.",
+                    "Purchase figures rebuilt for %(n)d members.",
+                    rebuilt,
+                )
+                % {"n": rebuilt}
+            )
         else:
             stats_age()
         result = rfm_recompute()
         self.stdout.write(
-            f"Scored {result.scored} member(s); {result.changed} moved between segments; "
-            f"{result.seconds:.2f} s."
+            _("Scored %(scored)d members; %(changed)d moved between segments; %(seconds).2f s.")
+            % {"scored": result.scored, "changed": result.changed, "seconds": result.seconds}
         )
         for segment, count in sorted(result.sizes.items()):
             self.stdout.write(f"  {segment}: {count}")

@@ -1,4 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from segments.models import Segment
 from segments.services import segment_materialise, segments_refresh
@@ -12,11 +14,23 @@ class Command(BaseCommand):
 
     def handle(self, *args, ids, **options):
         if not ids:
-            self.stdout.write(f"Refreshed {segments_refresh()} segment(s).")
+            refreshed = segments_refresh()
+            self.stdout.write(
+                ngettext("Refreshed %(n)d segment.", "Refreshed %(n)d segments.", refreshed)
+                % {"n": refreshed}
+            )
             return
         for pk in ids:
             segment = Segment.objects.filter(pk=pk).first()
             if segment is None:
-                raise CommandError(f"No segment {pk}")
+                raise CommandError(_("No segment %(id)s.") % {"id": pk})
             result = segment_materialise(segment)
-            self.stdout.write(f"{segment}: {result.members} members (+{result.added} / -{result.removed})")
+            self.stdout.write(
+                _("%(segment)s: %(members)d members (+%(added)d / -%(removed)d)")
+                % {
+                    "segment": segment,
+                    "members": result.members,
+                    "added": result.added,
+                    "removed": result.removed,
+                }
+            )
