@@ -116,7 +116,7 @@ class Cascade(models.Model):
 
 
 class CascadeStep(models.Model):
-    cascade = models.ForeignKey(Cascade, models.CASCADE, related_name="steps")
+    cascade = models.ForeignKey(Cascade, models.CASCADE, related_name="steps", verbose_name=_("cascade"))
     order = models.PositiveSmallIntegerField(_("order"))
     channel = models.CharField(_("channel"), max_length=8, choices=CHANNEL_CHOICES)
     gateway = models.ForeignKey(

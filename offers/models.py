@@ -50,7 +50,12 @@ class Offer(models.Model):
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     updated_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, editable=False
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        verbose_name=_("updated by"),
     )
 
     class Meta:
@@ -64,12 +69,14 @@ class Offer(models.Model):
 
 
 class OfferVersion(models.Model):
-    offer = models.ForeignKey(Offer, models.CASCADE, related_name="versions")
+    offer = models.ForeignKey(Offer, models.CASCADE, related_name="versions", verbose_name=_("offer"))
     number = models.PositiveIntegerField(_("version"))
     rules = models.JSONField(_("rules"))
     options = models.JSONField(_("settings"), default=dict)
     created_at = models.DateTimeField(_("replaced at"), default=timezone.now)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, verbose_name=_("created by")
+    )
 
     class Meta:
         verbose_name = _("offer version")
@@ -84,7 +91,7 @@ class OfferVersion(models.Model):
 class OffersState(models.Model):
     """One row: bumped whenever an active offer changes, so every process recompiles."""
 
-    version = models.PositiveBigIntegerField(default=0)
+    version = models.PositiveBigIntegerField(default=0, verbose_name=_("version"))
 
     def __str__(self) -> str:
         return f"offers v{self.version}"
@@ -117,9 +124,13 @@ class Counter(models.Model):
 class CounterValue(models.Model):
     # No index of its own: counter_value_unique leads with the member.
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="counter_values", db_index=False
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="counter_values",
+        db_index=False,
+        verbose_name=_("member"),
     )
-    counter = models.ForeignKey(Counter, models.CASCADE, related_name="values")
+    counter = models.ForeignKey(Counter, models.CASCADE, related_name="values", verbose_name=_("counter"))
     period_start = models.DateField(_("period from"))
     value = models.DecimalField(_("value"), max_digits=14, decimal_places=2, default=0)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
@@ -164,7 +175,11 @@ class PersonalProduct(models.Model):
 
     # No index of its own: personal_product_member leads with the member.
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="personal_products", db_index=False
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="personal_products",
+        db_index=False,
+        verbose_name=_("member"),
     )
     program = models.ForeignKey(
         PersonalProductProgram,
@@ -197,16 +212,39 @@ class OfferApplication(models.Model):
     event, and by event."""
 
     offer = models.ForeignKey(
-        Offer, models.CASCADE, related_name="applications", db_constraint=False, db_index=False
+        Offer,
+        models.CASCADE,
+        related_name="applications",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("offer"),
     )
     member = models.ForeignKey(
-        "loyalty.Member", models.SET_NULL, null=True, blank=True, db_constraint=False, db_index=False
+        "loyalty.Member",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("member"),
     )
     receipt = models.ForeignKey(
-        "loyalty.Receipt", models.CASCADE, null=True, blank=True, db_constraint=False, db_index=False
+        "loyalty.Receipt",
+        models.CASCADE,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("receipt"),
     )
     event = models.ForeignKey(
-        "loyalty.MemberEvent", models.SET_NULL, null=True, blank=True, db_constraint=False, db_index=False
+        "loyalty.MemberEvent",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("event"),
     )
     discount = models.DecimalField(_("discount"), max_digits=14, decimal_places=2, default=0)
     bonus = models.DecimalField(_("bonuses"), max_digits=14, decimal_places=2, default=0)

@@ -25,12 +25,17 @@ class Segment(models.Model):
         _("refresh the snapshot on schedule"), default=True, help_text=_("Hourly, by the scheduler.")
     )
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # The current snapshot: its generation number, size and when it was computed.
-    generation = models.PositiveIntegerField(default=0, editable=False)
+    generation = models.PositiveIntegerField(default=0, editable=False, verbose_name=_("generation"))
     member_count = models.PositiveIntegerField(_("members"), null=True, blank=True, editable=False)
     refreshed_at = models.DateTimeField(_("refreshed at"), null=True, blank=True, editable=False)
 
@@ -57,13 +62,23 @@ class SegmentMember(models.Model):
     """One member of a segment's snapshot of a given generation."""
 
     segment = models.ForeignKey(
-        Segment, models.CASCADE, related_name="+", db_index=False, db_constraint=False
+        Segment,
+        models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        verbose_name=_("segment"),
     )
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        verbose_name=_("member"),
     )
-    generation = models.PositiveIntegerField()
-    computed_at = models.DateTimeField()
+    generation = models.PositiveIntegerField(verbose_name=_("generation"))
+    computed_at = models.DateTimeField(verbose_name=_("computed at"))
 
     class Meta:
         constraints = [
@@ -78,7 +93,7 @@ class SegmentMember(models.Model):
 class SegmentCount(models.Model):
     """History of a segment's size: one row per materialisation."""
 
-    segment = models.ForeignKey(Segment, models.CASCADE, related_name="counts")
+    segment = models.ForeignKey(Segment, models.CASCADE, related_name="counts", verbose_name=_("segment"))
     computed_at = models.DateTimeField(_("computed at"), default=timezone.now)
     members = models.PositiveIntegerField(_("members"))
     added = models.PositiveIntegerField(_("added"))
@@ -110,7 +125,7 @@ class RFMSettings(models.Model):
     recency_days = models.JSONField(_("recency cut-offs, days"), default=list, blank=True)
     frequency = models.JSONField(_("frequency cut-offs, receipts"), default=list, blank=True)
     monetary = models.JSONField(_("monetary cut-offs, amount"), default=list, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("RFM settings")
@@ -159,17 +174,22 @@ class MemberRFM(models.Model):
     """A member's current scores (members without purchases in the window have none)."""
 
     member = models.OneToOneField(
-        "loyalty.Member", models.CASCADE, primary_key=True, related_name="rfm", db_constraint=False
+        "loyalty.Member",
+        models.CASCADE,
+        primary_key=True,
+        related_name="rfm",
+        db_constraint=False,
+        verbose_name=_("member"),
     )
     # The last purchase rather than "days since": unchanged rows stay unchanged overnight.
-    last_purchase_at = models.DateTimeField()
-    frequency = models.PositiveIntegerField()
-    monetary = models.DecimalField(max_digits=14, decimal_places=2)
-    r = models.PositiveSmallIntegerField()
-    f = models.PositiveSmallIntegerField()
-    m = models.PositiveSmallIntegerField()
-    segment = models.CharField(max_length=24, choices=RFMSegment.choices)
-    computed_at = models.DateTimeField()
+    last_purchase_at = models.DateTimeField(verbose_name=_("last purchase"))
+    frequency = models.PositiveIntegerField(verbose_name=_("frequency"))
+    monetary = models.DecimalField(max_digits=14, decimal_places=2, verbose_name=_("monetary"))
+    r = models.PositiveSmallIntegerField(verbose_name=_("R"))
+    f = models.PositiveSmallIntegerField(verbose_name=_("F"))
+    m = models.PositiveSmallIntegerField(verbose_name=_("M"))
+    segment = models.CharField(max_length=24, choices=RFMSegment.choices, verbose_name=_("segment"))
+    computed_at = models.DateTimeField(verbose_name=_("computed at"))
 
     class Meta:
         # With the member: "in these RFM segments" is read from the index alone.
@@ -192,20 +212,35 @@ class MemberPurchaseStats(models.Model):
     everything from the receipts."""
 
     member = models.OneToOneField(
-        "loyalty.Member", models.CASCADE, primary_key=True, related_name="purchase_stats", db_constraint=False
+        "loyalty.Member",
+        models.CASCADE,
+        primary_key=True,
+        related_name="purchase_stats",
+        db_constraint=False,
+        verbose_name=_("member"),
     )
-    first_purchase_at = models.DateTimeField(null=True)
-    last_purchase_at = models.DateTimeField(null=True)
-    count_all = models.PositiveIntegerField(default=0)
-    total_all = models.DecimalField(max_digits=16, decimal_places=2, default=0)
-    count_30 = models.IntegerField(default=0)
-    total_30 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
-    count_90 = models.IntegerField(default=0)
-    total_90 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
-    count_180 = models.IntegerField(default=0)
-    total_180 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
-    count_365 = models.IntegerField(default=0)
-    total_365 = models.DecimalField(max_digits=16, decimal_places=2, default=0)
+    first_purchase_at = models.DateTimeField(null=True, verbose_name=_("first purchase"))
+    last_purchase_at = models.DateTimeField(null=True, verbose_name=_("last purchase"))
+    count_all = models.PositiveIntegerField(default=0, verbose_name=_("purchases, all time"))
+    total_all = models.DecimalField(
+        max_digits=16, decimal_places=2, default=0, verbose_name=_("amount, all time")
+    )
+    count_30 = models.IntegerField(default=0, verbose_name=_("purchases, 30 days"))
+    total_30 = models.DecimalField(
+        max_digits=16, decimal_places=2, default=0, verbose_name=_("amount, 30 days")
+    )
+    count_90 = models.IntegerField(default=0, verbose_name=_("purchases, 90 days"))
+    total_90 = models.DecimalField(
+        max_digits=16, decimal_places=2, default=0, verbose_name=_("amount, 90 days")
+    )
+    count_180 = models.IntegerField(default=0, verbose_name=_("purchases, 180 days"))
+    total_180 = models.DecimalField(
+        max_digits=16, decimal_places=2, default=0, verbose_name=_("amount, 180 days")
+    )
+    count_365 = models.IntegerField(default=0, verbose_name=_("purchases, 365 days"))
+    total_365 = models.DecimalField(
+        max_digits=16, decimal_places=2, default=0, verbose_name=_("amount, 365 days")
+    )
 
     class Meta:
         verbose_name = _("member purchase figures")
@@ -224,14 +259,24 @@ class MemberGroupPurchase(models.Model):
     full refund recomputes the member's rows, a rebuild recomputes every row."""
 
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        verbose_name=_("member"),
     )
     group = models.ForeignKey(
-        "loyalty.ProductGroup", models.CASCADE, related_name="+", db_index=False, db_constraint=False
+        "loyalty.ProductGroup",
+        models.CASCADE,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
+        verbose_name=_("product group"),
     )
-    first_purchase_at = models.DateTimeField()
-    last_purchase_at = models.DateTimeField()
-    receipts = models.PositiveIntegerField(default=0)
+    first_purchase_at = models.DateTimeField(verbose_name=_("first purchase"))
+    last_purchase_at = models.DateTimeField(verbose_name=_("last purchase"))
+    receipts = models.PositiveIntegerField(default=0, verbose_name=_("receipts"))
 
     class Meta:
         verbose_name = _("member purchases by product group")
@@ -250,7 +295,7 @@ class MemberGroupPurchase(models.Model):
 class StatsClock(models.Model):
     """When the purchase figures' windows were last aged (one row)."""
 
-    aged_at = models.DateTimeField()
+    aged_at = models.DateTimeField(verbose_name=_("aged at"))
 
     def __str__(self) -> str:
         return f"{self.aged_at:%Y-%m-%d %H:%M}"
@@ -261,11 +306,18 @@ class RFMChange(models.Model):
 
     # No index of its own: rfm_change_member_idx leads with the member.
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="+", db_constraint=False, db_index=False
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("member"),
     )
-    segment_from = models.CharField(max_length=24, choices=RFMSegment.choices, blank=True)
-    segment_to = models.CharField(max_length=24, choices=RFMSegment.choices, blank=True)
-    changed_at = models.DateTimeField()
+    segment_from = models.CharField(
+        max_length=24, choices=RFMSegment.choices, blank=True, verbose_name=_("from")
+    )
+    segment_to = models.CharField(max_length=24, choices=RFMSegment.choices, blank=True, verbose_name=_("to"))
+    changed_at = models.DateTimeField(verbose_name=_("changed at"))
 
     class Meta:
         ordering = ["-changed_at"]
@@ -278,9 +330,9 @@ class RFMChange(models.Model):
 class RFMMonthly(models.Model):
     """Size of each named segment at the last recompute of a month (for trends)."""
 
-    month = models.DateField()
-    segment = models.CharField(max_length=24, choices=RFMSegment.choices)
-    members = models.PositiveIntegerField()
+    month = models.DateField(verbose_name=_("month"))
+    segment = models.CharField(max_length=24, choices=RFMSegment.choices, verbose_name=_("segment"))
+    members = models.PositiveIntegerField(verbose_name=_("members"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["month", "segment"], name="rfm_monthly_unique")]
@@ -298,7 +350,11 @@ class TargetAudience(models.Model):
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     member_count = models.PositiveIntegerField(_("members"), default=0, editable=False)
     members = models.ManyToManyField(
-        "loyalty.Member", through="AudienceMember", related_name="audiences", blank=True
+        "loyalty.Member",
+        through="AudienceMember",
+        related_name="audiences",
+        blank=True,
+        verbose_name=_("members"),
     )
 
     class Meta:
@@ -311,8 +367,12 @@ class TargetAudience(models.Model):
 
 
 class AudienceMember(models.Model):
-    audience = models.ForeignKey(TargetAudience, models.CASCADE, db_index=False, db_constraint=False)
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, db_constraint=False)
+    audience = models.ForeignKey(
+        TargetAudience, models.CASCADE, db_index=False, db_constraint=False, verbose_name=_("target audience")
+    )
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, db_constraint=False, verbose_name=_("member")
+    )
     added_at = models.DateTimeField(_("added at"), default=timezone.now)
 
     class Meta:
@@ -338,7 +398,7 @@ class GlobalControlGroup(models.Model):
         validators=[MinValueValidator(0), MaxValueValidator(50)],
     )
     salt = models.PositiveIntegerField(_("salt"), default=1, help_text=_("Change it to re-form the group."))
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("global control group")

@@ -80,7 +80,7 @@ class ChainStep(models.Model):
     """One step: ``kind`` is a key of the chain-step registry, ``params`` its validated
     parameters."""
 
-    chain = models.ForeignKey(Chain, models.CASCADE, related_name="steps")
+    chain = models.ForeignKey(Chain, models.CASCADE, related_name="steps", verbose_name=_("chain"))
     order = models.PositiveSmallIntegerField(_("order"))
     kind = models.CharField(_("step"), max_length=32)
     params = models.JSONField(_("parameters"), default=dict, blank=True)
@@ -105,9 +105,17 @@ class EntryState(models.TextChoices):
 class ChainEntry(models.Model):
     """A member's pass through a chain, started by one occurrence of the turn-on event."""
 
-    chain = models.ForeignKey(Chain, models.CASCADE, related_name="entries", db_index=False)
+    chain = models.ForeignKey(
+        Chain, models.CASCADE, related_name="entries", db_index=False, verbose_name=_("chain")
+    )
     # No index of its own: chain_entry_member leads with the member.
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="chain_entries", db_index=False)
+    member = models.ForeignKey(
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="chain_entries",
+        db_index=False,
+        verbose_name=_("member"),
+    )
     occurrence = models.BigIntegerField(_("turn-on event"), help_text=_("The journal id of the event."))
     step = models.PositiveSmallIntegerField(_("current step"), default=0)
     state = models.CharField(_("state"), max_length=16, choices=EntryState.choices, default=EntryState.ACTIVE)

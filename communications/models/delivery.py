@@ -117,8 +117,8 @@ class Message(models.Model):
     reason = models.CharField(_("reason"), max_length=255, blank=True, default="")
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
     next_attempt_at = models.DateTimeField(_("next attempt at"), default=timezone.now)
-    lease_until = models.DateTimeField(null=True, blank=True, editable=False)
-    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    lease_until = models.DateTimeField(null=True, blank=True, editable=False, verbose_name=_("leased until"))
+    lease_token = models.UUIDField(null=True, blank=True, editable=False, verbose_name=_("lease token"))
     possible_duplicate = models.BooleanField(
         _("possibly sent twice"),
         default=False,
@@ -196,10 +196,12 @@ class MessagePart(models.Model):
     """Further provider ids of one message (each SMS segment has its own on some
     providers); a message is delivered when every part is."""
 
-    message = models.ForeignKey(Message, models.CASCADE, related_name="parts")
-    gateway_id = models.BigIntegerField()
-    provider_id = models.CharField(max_length=128)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENT)
+    message = models.ForeignKey(Message, models.CASCADE, related_name="parts", verbose_name=_("message"))
+    gateway_id = models.BigIntegerField(verbose_name=_("gateway"))
+    provider_id = models.CharField(max_length=128, verbose_name=_("provider id"))
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.SENT, verbose_name=_("status")
+    )
 
     class Meta:
         indexes = [models.Index(fields=["gateway_id", "provider_id"], name="message_part_provider_id")]
@@ -209,7 +211,9 @@ class MessagePart(models.Model):
 
 
 class MessageStatus(models.Model):
-    message = models.ForeignKey(Message, models.CASCADE, related_name="history", db_constraint=False)
+    message = models.ForeignKey(
+        Message, models.CASCADE, related_name="history", db_constraint=False, verbose_name=_("message")
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices)
     at = models.DateTimeField(_("at"), default=timezone.now)
     reason = models.CharField(_("reason"), max_length=255, blank=True, default="")
@@ -265,7 +269,13 @@ class DevicePlatform(models.TextChoices):
 
 class DeviceToken(models.Model):
     # No index of its own: device_token_member leads with the member.
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="device_tokens", db_index=False)
+    member = models.ForeignKey(
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="device_tokens",
+        db_index=False,
+        verbose_name=_("member"),
+    )
     app = models.CharField(_("app"), max_length=128, help_text=_("Package name or bundle id."))
     platform = models.CharField(_("platform"), max_length=16, choices=DevicePlatform.choices)
     token = models.CharField(_("token"), max_length=512)

@@ -79,7 +79,7 @@ class FeedbackAuthor(models.TextChoices):
 
 
 class FeedbackMessage(models.Model):
-    feedback = models.ForeignKey(Feedback, models.CASCADE, related_name="messages")
+    feedback = models.ForeignKey(Feedback, models.CASCADE, related_name="messages", verbose_name=_("request"))
     author = models.CharField(_("from"), max_length=8, choices=FeedbackAuthor.choices)
     operator = models.ForeignKey(
         settings.AUTH_USER_MODEL,

@@ -66,9 +66,15 @@ class CategoryOptOut(models.Model):
 
     # No index of its own: category_opt_out_unique leads with the member.
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="category_opt_outs", db_index=False
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="category_opt_outs",
+        db_index=False,
+        verbose_name=_("member"),
     )
-    category = models.ForeignKey(MailingCategory, models.CASCADE, related_name="opt_outs")
+    category = models.ForeignKey(
+        MailingCategory, models.CASCADE, related_name="opt_outs", verbose_name=_("category")
+    )
     created_at = models.DateTimeField(_("since"), default=timezone.now)
 
     class Meta:
@@ -84,7 +90,9 @@ class SubscriptionChange(models.Model):
     """Every subscription change a member makes (a channel or a category, on or off), with
     the reason they chose and where they did it."""
 
-    member = models.ForeignKey("loyalty.Member", models.CASCADE, related_name="subscription_changes")
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, related_name="subscription_changes", verbose_name=_("member")
+    )
     channel = models.CharField(_("channel"), max_length=8, choices=CHANNEL_CHOICES, blank=True, default="")
     category = models.ForeignKey(
         MailingCategory, models.SET_NULL, null=True, blank=True, verbose_name=_("mailing category")
@@ -96,7 +104,12 @@ class SubscriptionChange(models.Model):
     comment = models.CharField(_("comment"), max_length=500, blank=True, default="")
     source = models.CharField(_("where"), max_length=64)
     message = models.ForeignKey(
-        "communications.Message", models.SET_NULL, null=True, blank=True, related_name="+"
+        "communications.Message",
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("message"),
     )
     at = models.DateTimeField(_("at"), default=timezone.now)
 
@@ -211,10 +224,17 @@ class Mailing(models.Model):
     # When its messages expire (set when prepared) and whether recipients still wait for
     # their message to be written (see MailingRecipient).
     expires_at = models.DateTimeField(pgettext_lazy("mailing", "messages expire at"), null=True, blank=True)
-    recipients_waiting = models.BooleanField(default=False, editable=False)
+    recipients_waiting = models.BooleanField(
+        default=False, editable=False, verbose_name=_("recipients waiting")
+    )
 
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("created by"),
     )
     created_at = models.DateTimeField(_("created at"), auto_now_add=True)
     launched_at = models.DateTimeField(_("launched at"), null=True, blank=True)
@@ -246,12 +266,22 @@ class MailingRecipient(models.Model):
 
     pk = models.CompositePrimaryKey("mailing_id", "member_id")
     mailing = models.ForeignKey(
-        Mailing, models.CASCADE, related_name="+", db_constraint=False, db_index=False
+        Mailing,
+        models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("mailing"),
     )
     member = models.ForeignKey(
-        "loyalty.Member", models.CASCADE, related_name="+", db_constraint=False, db_index=False
+        "loyalty.Member",
+        models.CASCADE,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
+        verbose_name=_("member"),
     )
-    due_at = models.DateTimeField()
+    due_at = models.DateTimeField(verbose_name=_("due at"))
 
     class Meta:
         verbose_name = _("mailing recipient")

@@ -36,7 +36,9 @@ class PointOfSale(models.Model):
     information (e.g. ``{"CustomTradeFormat": "Hypermarket", "CoffeeShop": "yes"}``) that
     offer filters can match on."""
 
-    partner = models.ForeignKey(Partner, models.PROTECT, related_name="points_of_sale")
+    partner = models.ForeignKey(
+        Partner, models.PROTECT, related_name="points_of_sale", verbose_name=_("partner")
+    )
     code = models.SlugField(_("code"), max_length=64, unique=True)
     name = models.CharField(_("name"), max_length=200)
     kind = models.CharField(
@@ -148,7 +150,7 @@ class CatalogState(models.Model):
     """One row: bumped whenever a product or a product group changes, so every process
     drops the products it cached (``loyalty.services.catalog``)."""
 
-    version = models.PositiveBigIntegerField(default=0)
+    version = models.PositiveBigIntegerField(default=0, verbose_name=_("version"))
 
     def __str__(self) -> str:
         return f"catalog v{self.version}"

@@ -101,7 +101,13 @@ class BonusOperation(models.Model):
     # Null for set-wise runs (activation, expiry) that touch many accounts at once.
     # Few indexes on purpose: every accrual and spend writes one row here.
     account = models.ForeignKey(
-        BonusAccount, models.PROTECT, null=True, blank=True, related_name="operations", db_index=False
+        BonusAccount,
+        models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="operations",
+        db_index=False,
+        verbose_name=_("account"),
     )
     # Unique by the constraint below: a field's unique=True would add, on PostgreSQL, a
     # second index for LIKE searches that no query makes, written on every operation.
@@ -148,8 +154,12 @@ class BonusLot(models.Model):
     """Points created by one accrual; never changed after creation. What remains of it,
     pending or available, is the sum of its entries."""
 
-    account = models.ForeignKey(BonusAccount, models.PROTECT, related_name="lots", db_index=False)
-    operation = models.ForeignKey(BonusOperation, models.PROTECT, related_name="lots")
+    account = models.ForeignKey(
+        BonusAccount, models.PROTECT, related_name="lots", db_index=False, verbose_name=_("account")
+    )
+    operation = models.ForeignKey(
+        BonusOperation, models.PROTECT, related_name="lots", verbose_name=_("operation")
+    )
     amount = models.DecimalField(_("amount"), **POINTS)
     activates_at = models.DateTimeField(_("activates at"))
     expires_at = models.DateTimeField(_("expires at"), null=True, blank=True)
@@ -175,12 +185,16 @@ class LotRemainder(models.Model):
     available. The row goes when the lot is empty. Spending, activation and expiry read
     and write it under the account's row lock; the truth stays in ``LedgerEntry``."""
 
-    lot = models.OneToOneField(BonusLot, models.CASCADE, primary_key=True, related_name="remainder")
-    account = models.ForeignKey(BonusAccount, models.CASCADE, related_name="remainders", db_index=False)
-    available = models.DecimalField(default=ZERO, **POINTS)
-    pending = models.DecimalField(default=ZERO, **POINTS)
-    activates_at = models.DateTimeField()
-    expires_at = models.DateTimeField(null=True)
+    lot = models.OneToOneField(
+        BonusLot, models.CASCADE, primary_key=True, related_name="remainder", verbose_name=_("lot")
+    )
+    account = models.ForeignKey(
+        BonusAccount, models.CASCADE, related_name="remainders", db_index=False, verbose_name=_("account")
+    )
+    available = models.DecimalField(default=ZERO, **POINTS, verbose_name=_("available"))
+    pending = models.DecimalField(default=ZERO, **POINTS, verbose_name=_("pending"))
+    activates_at = models.DateTimeField(verbose_name=_("activates at"))
+    expires_at = models.DateTimeField(null=True, verbose_name=_("expires at"))
 
     class Meta:
         constraints = [
@@ -213,9 +227,13 @@ class LedgerEntry(models.Model):
     """Append-only: one movement of one lot's points. ``available_delta`` and
     ``pending_delta`` say how the lot's (and its account's) two buckets changed."""
 
-    operation = models.ForeignKey(BonusOperation, models.PROTECT, related_name="entries")
-    account = models.ForeignKey(BonusAccount, models.PROTECT, related_name="entries", db_index=False)
-    lot = models.ForeignKey(BonusLot, models.PROTECT, related_name="entries")
+    operation = models.ForeignKey(
+        BonusOperation, models.PROTECT, related_name="entries", verbose_name=_("operation")
+    )
+    account = models.ForeignKey(
+        BonusAccount, models.PROTECT, related_name="entries", db_index=False, verbose_name=_("account")
+    )
+    lot = models.ForeignKey(BonusLot, models.PROTECT, related_name="entries", verbose_name=_("lot"))
     kind = models.CharField(_("kind"), max_length=16, choices=EntryKind.choices)
     available_delta = models.DecimalField(_("available change"), default=ZERO, **POINTS)
     pending_delta = models.DecimalField(_("pending change"), default=ZERO, **POINTS)

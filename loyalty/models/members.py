@@ -222,7 +222,9 @@ class Member(models.Model):
 class StatusChange(models.Model):
     """Append-only history of a member's status (tier)."""
 
-    member = models.ForeignKey(Member, models.CASCADE, related_name="status_changes")
+    member = models.ForeignKey(
+        Member, models.CASCADE, related_name="status_changes", verbose_name=_("member")
+    )
     status_from = models.ForeignKey(
         Status, models.PROTECT, null=True, blank=True, related_name="+", verbose_name=_("from")
     )
@@ -232,7 +234,12 @@ class StatusChange(models.Model):
     changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
     reason = models.CharField(_("reason"), max_length=255, blank=True)
     changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("changed by"),
     )
 
     class Meta:
@@ -248,7 +255,9 @@ class Consent(models.Model):
     """The member's current consent on one channel; ``ConsentChange`` keeps the history."""
 
     # (member, channel) is unique: that index serves lookups by member.
-    member = models.ForeignKey(Member, models.CASCADE, related_name="consents", db_index=False)
+    member = models.ForeignKey(
+        Member, models.CASCADE, related_name="consents", db_index=False, verbose_name=_("member")
+    )
     channel = models.CharField(_("channel"), max_length=8, choices=ContactChannel.choices)
     granted = models.BooleanField(_("granted"))
     changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
@@ -266,13 +275,20 @@ class Consent(models.Model):
 
 
 class ConsentChange(models.Model):
-    member = models.ForeignKey(Member, models.CASCADE, related_name="consent_changes")
+    member = models.ForeignKey(
+        Member, models.CASCADE, related_name="consent_changes", verbose_name=_("member")
+    )
     channel = models.CharField(_("channel"), max_length=8, choices=ContactChannel.choices)
     granted = models.BooleanField(_("granted"))
     changed_at = models.DateTimeField(_("changed at"), default=timezone.now)
     source = models.CharField(_("how"), max_length=64)
     changed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("changed by"),
     )
 
     class Meta:

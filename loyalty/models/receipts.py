@@ -112,6 +112,7 @@ class ReceiptLine(models.Model):
         related_name="lines",
         db_index=False,  # receipt_line_position leads with it
         db_constraint=False,
+        verbose_name=_("receipt"),
     )
     position = models.PositiveSmallIntegerField(_("position"))
     product = models.ForeignKey(
@@ -141,7 +142,7 @@ class ReceiptLine(models.Model):
 
 
 class ReceiptPayment(models.Model):
-    receipt = models.ForeignKey(Receipt, models.CASCADE, related_name="payments")
+    receipt = models.ForeignKey(Receipt, models.CASCADE, related_name="payments", verbose_name=_("receipt"))
     method = models.ForeignKey(
         "loyalty.PaymentMethod", models.PROTECT, related_name="+", verbose_name=_("payment method")
     )
