@@ -132,7 +132,7 @@ def member_balances(
             Balance(
                 account_id=account.pk,
                 currency_code=account.currency.code,
-                currency_name=account.currency.name,
+                currency_name=account.currency.label,
                 available=account.available,
                 pending=account.pending,
                 expiring=(row.get("expiring") or ZERO),

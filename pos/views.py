@@ -493,7 +493,7 @@ class Balance(PosView):
                 0,
                 {
                     "currency": default.code,
-                    "currency_name": default.name,
+                    "currency_name": default.label,
                     "available": ZERO,
                     "pending": ZERO,
                     "expiring": ZERO,

@@ -43,7 +43,18 @@ class Currency(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.name
+        return self.label
+
+    @property
+    def label(self) -> str:
+        """The name as the reader's language has it: a name the program gave itself (the
+        default currency's) is translated; a name a marketer typed is shown as typed."""
+        return str(SEEDED_NAMES.get(self.name, self.name))
+
+
+#: Currency names the program stores itself (``currency_default`` and the first
+#: migration), read in the viewer's language.
+SEEDED_NAMES = {"Bonus points": _("Bonus points")}
 
 
 class BonusAccount(models.Model):

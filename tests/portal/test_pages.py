@@ -209,6 +209,29 @@ def test_home_shows_balance_pending_expiring_status_and_card(client, member):
     assert card.number not in reverse("portal:card_qr")
 
 
+def test_the_programs_own_currency_name_is_read_in_the_members_language(client, member):
+    """The default currency the program made itself is named in the member's language; a
+    currency a marketer named is shown as named."""
+    from loyalty.models import Currency
+
+    ledger.bonus_accrue(
+        account=ledger.account_get_or_create(member=member),
+        amount=Decimal(10),
+        source=ledger.Source(type="offer"),
+    )
+    gift = Currency.objects.create(code="gift", name="Gift points")
+    ledger.bonus_accrue(
+        account=ledger.account_get_or_create(member=member, currency=gift),
+        amount=Decimal(5),
+        source=ledger.Source(type="offer"),
+    )
+    member.language = "ru"
+    member.save(update_fields=["language"])
+    page = signed_in(client, member).get(reverse("portal:home")).content.decode()
+    assert "Бонусные баллы" in page and "Bonus points" not in page
+    assert "Gift points" in page
+
+
 def test_history_matches_the_ledger_and_explains_each_movement(client, member, shop, admin_user):
     # given
     purchase(member, shop, "R-1001", "1000", bonus="100")
