@@ -72,6 +72,9 @@ ROLE_RULES: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {
                 "status",
                 "currency",
                 "pointofsale",
+                # linked from the point of sale and receipt pages
+                "partner",
+                "paymentmethod",
             )
         ],
         ("loyalty", "member", ("adjust_bonuses",)),

@@ -33,9 +33,13 @@ def status_counts() -> dict[str, int]:
 
 @admin.register(FeedbackTopic)
 class FeedbackTopicAdmin(admin.ModelAdmin):
-    list_display = ("name", "order", "active", "threads")
+    list_display = ("topic", "order", "active", "threads")
     list_editable = ("order", "active")
     search_fields = ("name",)
+
+    @admin.display(description=_("name"), ordering="name")
+    def topic(self, obj):
+        return str(obj)  # a seeded topic in the viewer's language
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(threads_count=Count("feedback"))

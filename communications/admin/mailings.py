@@ -12,6 +12,7 @@ from django.db.models import Sum
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.dates import WEEKDAYS_ABBR
 from django.utils.formats import number_format
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext
@@ -339,7 +340,7 @@ class MailingAdmin(admin.ModelAdmin):
             "title": gettext("Mailing calendar"),
             "month": first,
             "weeks": weeks,
-            "weekdays": [calendar.day_abbr[i] for i in range(7)],
+            "weekdays": [WEEKDAYS_ABBR[i] for i in range(7)],  # Monday first, translated
             "prev": prev_month,
             "next": next_month,
             "total": sum(sum(e["volume"] for e in v) for v in days.values()),
@@ -376,8 +377,12 @@ class MailingCategoryAdmin(admin.ModelAdmin):
 
 @admin.register(UnsubscribeReason)
 class UnsubscribeReasonAdmin(admin.ModelAdmin):
-    list_display = ("text", "order", "active")
+    list_display = ("reason", "order", "active")
     list_editable = ("order", "active")
+
+    @admin.display(description=_("reason"), ordering="text")
+    def reason(self, obj):
+        return str(obj)  # a seeded reason in the viewer's language
 
 
 @admin.register(SubscriptionChange)

@@ -66,3 +66,37 @@ class ReadOnlyAdminMixin:
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class EventTypeFilter(admin.SimpleListFilter):
+    """Event types by their labels, from the registry (no scan of the journal for the
+    distinct values, which a field filter would make on every page load)."""
+
+    title = _("event")
+    parameter_name = "event_type"
+
+    def lookups(self, request, model_admin):
+        from loyalty.events import event_types
+
+        return sorted(event_types.choices(), key=lambda choice: str(choice[1]))
+
+    def queryset(self, request, queryset):
+        return queryset.filter(event_type=self.value()) if self.value() else queryset
+
+
+def channel_labels() -> dict[str, str]:
+    """What the journal's ``channel`` codes read as: sales and registration channels."""
+    from loyalty.models import RegistrationChannel, SalesChannel
+
+    return {**dict(RegistrationChannel.choices), **dict(SalesChannel.choices)}
+
+
+class EventChannelFilter(admin.SimpleListFilter):
+    title = _("channel")
+    parameter_name = "channel"
+
+    def lookups(self, request, model_admin):
+        return sorted(channel_labels().items(), key=lambda choice: str(choice[1]))
+
+    def queryset(self, request, queryset):
+        return queryset.filter(channel=self.value()) if self.value() else queryset

@@ -6,7 +6,13 @@ from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from loyalty.admin.mixins import CsvExportMixin, ReadOnlyAdminMixin
+from loyalty.admin.mixins import (
+    CsvExportMixin,
+    EventChannelFilter,
+    EventTypeFilter,
+    ReadOnlyAdminMixin,
+    channel_labels,
+)
 from loyalty.events import event_types
 from loyalty.models import (
     BonusAccount,
@@ -269,8 +275,8 @@ class LedgerEntryAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(MemberEvent)
 class MemberEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("occurred_at", "event_label", "member", "point_of_sale", "channel")
-    list_filter = ("event_type", "channel", "occurred_at")
+    list_display = ("occurred_at", "event_label", "member", "point_of_sale", "channel_label")
+    list_filter = (EventTypeFilter, EventChannelFilter, "occurred_at")
     search_fields = ("member__phone", "member__last_name", "event_type")
     list_select_related = ("member", "point_of_sale")
     date_hierarchy = "occurred_at"
@@ -278,6 +284,10 @@ class MemberEventAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("event"), ordering="event_type")
     def event_label(self, obj: MemberEvent) -> str:
         return str(event_types.label(obj.event_type))
+
+    @admin.display(description=_("channel"), ordering="channel")
+    def channel_label(self, obj: MemberEvent) -> str:
+        return str(channel_labels().get(obj.channel, obj.channel))
 
 
 @admin.register(Consent)

@@ -14,7 +14,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from loyalty.admin.mixins import CsvExportMixin
+from loyalty.admin.mixins import CsvExportMixin, EventTypeFilter
 from offers.admin.builder import (
     SettingsForm,
     SimulationForm,
@@ -51,7 +51,7 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
         "members",
         "builder_link",
     )
-    list_filter = ("status", "event_type")
+    list_filter = ("status", EventTypeFilter)
     search_fields = ("name",)
     readonly_fields = ("status", "version", "rules_summary")
     fields = ("name", "description", "status", "version", "rules_summary")

@@ -163,3 +163,34 @@ def test_blocking_from_the_list_records_the_reason_and_event(admin_client, anna)
     anna.refresh_from_db()
     assert anna.state == "blocked" and "admin" in anna.blocked_reason
     assert anna.events.filter(event_type="member_blocked").exists()
+
+
+def test_the_operators_point_of_sale_and_receipt_pages_link_only_to_pages_it_may_read(client, anna):
+    """The operator reads points of sale and receipts; their pages link the partner and
+    the payment method, which the operator must be able to open (not a 403)."""
+    import re
+    from decimal import Decimal
+
+    from loyalty.models import PaymentMethod
+    from loyalty.services.receipts import LineInput, PaymentInput, receipt_record
+    from tests import factories
+
+    shop = factories.PointOfSaleFactory(name="Shop")
+    PaymentMethod.objects.create(code="card", name="Card", kind="card")
+    receipt = receipt_record(
+        point_of_sale=shop,
+        external_id="R-1",
+        lines=[LineInput(sku="MILK", quantity=Decimal(1), price=Decimal(80), name="Milk")],
+        payments=[PaymentInput("card", Decimal(80))],
+        member=anna,
+    )
+    login_as(client, roles.OPERATOR)
+    links = set()
+    for page in (
+        reverse("admin:loyalty_pointofsale_change", args=[shop.pk]),
+        reverse("admin:loyalty_receipt_change", args=[receipt.pk]),
+    ):
+        html = client.get(page).content.decode()
+        links |= set(re.findall(r'href="(/admin/loyalty/(?:partner|paymentmethod)/\d+/change/)"', html))
+    assert any("/partner/" in link for link in links) and any("/paymentmethod/" in link for link in links)
+    assert {link: client.get(link).status_code for link in links} == {link: 200 for link in links}

@@ -1,0 +1,45 @@
+"""The back office read in Russian: lists, filters and calendars show labels in the
+reader's language, not codes or English."""
+
+from django.urls import reverse
+
+from communications.models import FeedbackTopic, UnsubscribeReason
+from loyalty.services.events import event_record
+from loyalty.services.members import member_create
+
+
+def ru(client, url: str) -> str:
+    page = client.get(url, HTTP_ACCEPT_LANGUAGE="ru")
+    assert page.status_code == 200
+    return page.content.decode()
+
+
+def test_the_event_journal_filters_by_labelled_event_and_channel(admin_client, db):
+    member = member_create(first_name="Анна", phone="+79161234567")
+    event_record(member=member, event_type="app_installed", channel="mobile_app")
+    page = ru(admin_client, reverse("admin:loyalty_memberevent_changelist"))
+    assert "Установка мобильного приложения" in page and "Мобильное приложение" in page
+    assert ">app_installed<" not in page and ">mobile_app<" not in page
+    url = reverse("admin:loyalty_memberevent_changelist")
+    assert admin_client.get(url + "?event_type=app_installed").context["cl"].result_count == 1
+    assert admin_client.get(url + "?event_type=friend_invited").context["cl"].result_count == 0
+    assert admin_client.get(url + "?channel=mobile_app").context["cl"].result_count == 1
+
+
+def test_the_offer_list_filters_by_labelled_event(admin_client, db):
+    page = ru(admin_client, reverse("admin:offers_offer_changelist"))
+    assert ">purchase_completed<" not in page and "Совершение покупки" in page
+
+
+def test_the_mailing_calendar_names_weekdays_in_russian(admin_client, db):
+    page = ru(admin_client, reverse("admin:communications_mailing_calendar"))
+    assert "Пн" in page and "Mon" not in page
+
+
+def test_seeded_reasons_and_topics_are_listed_in_russian(admin_client, db):
+    UnsubscribeReason.objects.get_or_create(text="I receive too many messages")
+    FeedbackTopic.objects.get_or_create(name="Bonuses and balance")
+    reasons = ru(admin_client, reverse("admin:communications_unsubscribereason_changelist"))
+    topics = ru(admin_client, reverse("admin:communications_feedbacktopic_changelist"))
+    assert "Я получаю слишком много сообщений" in reasons and "I receive too many" not in reasons
+    assert "Бонусы и баланс" in topics and "Bonuses and balance" not in topics
