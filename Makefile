@@ -33,7 +33,7 @@ demo: migrate
 
 # Web + Celery worker + beat on the embedded default (SQLite, filesystem broker).
 run: demo
-	$(PY) manage.py run_all --host $(HOST) --port $(PORT)
+	PUBLIC_BASE_URL=$${PUBLIC_BASE_URL:-http://$(HOST):$(PORT)} $(PY) manage.py run_all --host $(HOST) --port $(PORT)
 
 test: install
 	$(PY) -m pytest

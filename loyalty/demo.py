@@ -872,7 +872,7 @@ def _member_history(
                 event_type="app_installed",
                 member=member,
                 channel="mobile_app",
-                occurred_at=member.registered_at + dt.timedelta(days=rng.randint(0, 60)),
+                occurred_at=min(now, member.registered_at + dt.timedelta(days=rng.randint(0, 60))),
             )
         )
     if rng.random() < 0.1:
@@ -881,7 +881,7 @@ def _member_history(
                 event_type="social_profile_linked",
                 member=member,
                 channel="vk",
-                occurred_at=member.registered_at + dt.timedelta(days=rng.randint(0, 90)),
+                occurred_at=min(now, member.registered_at + dt.timedelta(days=rng.randint(0, 90))),
             )
         )
     MemberEvent.objects.bulk_create(events)

@@ -1,5 +1,6 @@
 from django import forms
 from django.conf import settings
+from django.utils.translation import get_language_info
 from django.utils.translation import gettext_lazy as _
 
 from communications.models import FeedbackTopic, UnsubscribeReason
@@ -75,7 +76,13 @@ class ProfileForm(forms.Form):
         widget=forms.DateInput(attrs={"type": "date"}, format="%Y-%m-%d"),
     )
     city = forms.CharField(label=_("City"), max_length=128, required=False)
-    language = forms.ChoiceField(label=_("Language"), choices=settings.LANGUAGES)
+    language = forms.ChoiceField(
+        label=_("Language"),
+        # each language by its own name, as a reader looking for theirs expects
+        choices=[
+            (code, get_language_info(code)["name_local"].capitalize()) for code, _name in settings.LANGUAGES
+        ],
+    )
 
 
 class ContactForm(LoginForm):

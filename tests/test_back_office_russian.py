@@ -43,3 +43,8 @@ def test_seeded_reasons_and_topics_are_listed_in_russian(admin_client, db):
     topics = ru(admin_client, reverse("admin:communications_feedbacktopic_changelist"))
     assert "Я получаю слишком много сообщений" in reasons and "I receive too many" not in reasons
     assert "Бонусы и баланс" in topics and "Bonuses and balance" not in topics
+
+
+def test_the_language_switch_names_each_language_in_itself(admin_client, db):
+    page = ru(admin_client, reverse("admin:index"))
+    assert ">English<" in page and ">Русский<" in page

@@ -90,7 +90,7 @@
       box.append(el("input", { type: "number", min: 1, value: p.last_days, "aria-label": t.days,
         on: { input: (e) => { p.last_days = Number(e.target.value); changed(); } } }), " " + t.days);
     } else if (mode === "range") {
-      ["from", "to"].forEach((end) => box.append(el("input", { type: "date", value: p[end] || "", "aria-label": end,
+      ["from", "to"].forEach((end) => box.append(el("input", { type: "date", value: p[end] || "", "aria-label": t[end],
         on: { input: (e) => { p[end] = e.target.value; changed(); } } })));
     }
     return box;
@@ -141,7 +141,7 @@
         const wasSet = ["in", "not_in"].includes(cond.operator), isSet = ["in", "not_in"].includes(s.value);
         if (wasSet !== isSet || s.value === "between" || cond.operator === "between") cond.value = defaultValue(metric, s.value);
         cond.operator = s.value; changed(); render();
-      }, { class: "operator-picker", "aria-label": "operator" }));
+      }, { class: "operator-picker", "aria-label": t.comparison }));
       row.append(valueWidget(cond, metric, changed));
       paramWidgets(cond, metric, changed).forEach((w) => row.append(w));
     }
@@ -153,7 +153,7 @@
   function groupNode(group, parent, changed) {
     const box = el("div", { class: "segment-group" });
     const head = el("div", { class: "segment-group-head" },
-      select([["and", t.and], ["or", t.or]], group.op, (s) => { group.op = s.value; changed(); }, { "aria-label": "and / or" }),
+      select([["and", t.and], ["or", t.or]], group.op, (s) => { group.op = s.value; changed(); }, { "aria-label": t.andOr }),
       el("label", {}, el("input", { type: "checkbox", checked: group.not ? true : undefined,
         on: { change: (e) => { group.not = e.target.checked; changed(); } } }), " " + t.not));
     if (parent) head.append(el("button", { type: "button", on: { click: () => {

@@ -6,6 +6,7 @@ import pytest
 from django.core.management import call_command
 from django.db import OperationalError
 from django.db.models import Sum
+from django.utils import timezone
 
 from loyalty.events import event_types
 from loyalty.models import (
@@ -13,6 +14,7 @@ from loyalty.models import (
     Card,
     LedgerEntry,
     Member,
+    MemberEvent,
     PointOfSale,
     Receipt,
 )
@@ -35,6 +37,10 @@ def test_seed_demo_builds_a_believable_program_deterministically(db):
     assert len({m.time_zone for m in Member.objects.all()}) >= 3
     assert Card.objects.count() == 60
     assert Receipt.objects.exists()
+    # nothing in the demo's history lies in the future
+    moment = timezone.now()
+    assert not MemberEvent.objects.filter(occurred_at__gt=moment).exists()
+    assert not Receipt.objects.filter(purchased_at__gt=moment).exists()
     # every account equals its entries
     for account in BonusAccount.objects.all():
         total = LedgerEntry.objects.filter(account=account).aggregate(s=Sum("available_delta"))["s"] or 0
