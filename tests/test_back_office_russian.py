@@ -48,3 +48,46 @@ def test_seeded_reasons_and_topics_are_listed_in_russian(admin_client, db):
 def test_the_language_switch_names_each_language_in_itself(admin_client, db):
     page = ru(admin_client, reverse("admin:index"))
     assert ">English<" in page and ">Русский<" in page
+
+
+def test_bonus_operations_name_program_sources_in_russian(admin_client, db):
+    """Set-wise expiry and a receipt's accrual were written with codes and English; the
+    list reads them in the reader's language."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from loyalty.services import ledger
+    from loyalty.services.receipts import (
+        AccrualInput,
+        ConfirmInput,
+        LineInput,
+        receipt_confirm,
+        receipt_record,
+    )
+    from tests import factories
+
+    member = member_create(first_name="Анна", phone="+79161234567")
+    past = timezone.now() - dt.timedelta(days=3)
+    ledger.bonus_accrue(
+        account=ledger.account_get_or_create(member=member),
+        amount=Decimal(5),
+        source=ledger.Source(type="offer", label="Welcome"),
+        at=past,
+        expires_at=past + dt.timedelta(days=1),
+    )
+    ledger.bonuses_expire()
+    receipt = receipt_record(
+        point_of_sale=factories.PointOfSaleFactory(),
+        external_id="D-77",
+        lines=[LineInput(sku="MILK", quantity=Decimal(1), price=Decimal(80), name="Milk")],
+        member=member,
+    )
+    receipt_confirm(receipt=receipt, confirm=ConfirmInput(accruals=[AccrualInput(amount=Decimal(8))]))
+    page = ru(admin_client, reverse("admin:loyalty_bonusoperation_changelist"))
+    assert "Сгорание" in page and ">expiry<" not in page
+    assert "Чек D-77" in page and "Receipt D-77" not in page
+    assert "Welcome" in page  # a name an offer gave stays as given
+    member_page = ru(admin_client, reverse("admin:loyalty_member_change", args=[member.pk]))
+    assert "Чек D-77" in member_page and "Receipt D-77" not in member_page

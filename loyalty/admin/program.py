@@ -254,15 +254,19 @@ class BonusOperationAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
         "account",
         "amount",
         "source_type",
-        "source_label",
+        "source",
         "operator",
         "reason",
     )
     list_filter = ("kind", "source_type", "created_at")
     search_fields = ("source_label", "reason", "idempotency_key", "account__member__phone")
-    list_select_related = ("account__member", "account__currency", "operator")
+    list_select_related = ("account__member", "account__currency", "operator", "receipt")
     date_hierarchy = "created_at"
     inlines = [LedgerEntryInline]
+
+    @admin.display(description=_("source name"), ordering="source_label")
+    def source(self, obj: BonusOperation) -> str:
+        return obj.source_text
 
 
 @admin.register(LedgerEntry)

@@ -16,8 +16,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, pgettext_lazy
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import pgettext_lazy
 
 ZERO = Decimal("0")
 POINTS = {"max_digits": 14, "decimal_places": 2}
@@ -159,6 +159,17 @@ class BonusOperation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} {self.amount}"
+
+    @property
+    def source_text(self) -> str:
+        """The source's name in the reader's language where the program named it itself
+        (set-wise activation and expiry, a receipt); a name an offer or a person gave is
+        shown as given."""
+        if self.source_label in OperationKind.values:
+            return str(OperationKind(self.source_label).label)
+        if self.source_type == SourceType.RECEIPT and self.receipt_id and self.kind != OperationKind.REFUND:
+            return gettext("Receipt %(id)s") % {"id": self.receipt.external_id}
+        return self.source_label
 
 
 class BonusLot(models.Model):
