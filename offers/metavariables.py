@@ -15,6 +15,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from django.utils.formats import number_format
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -58,8 +59,10 @@ _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_bl
 
 
 def _fmt(value: Decimal) -> str:
+    """An amount as the reader's language writes it: whole numbers without kopecks
+    ("351"), others with two places ("39,99" in Russian, "39.99" in English)."""
     value = Decimal(value)
-    return f"{value:.2f}".rstrip("0").rstrip(".") if value % 1 else f"{value:.0f}"
+    return number_format(value, 2 if value % 1 else 0, force_grouping=True)
 
 
 def template_errors(text: str) -> list[str]:

@@ -70,7 +70,9 @@ def test_building_simulating_and_activating_an_offer(marketer, shop, now):
     )
     simulation = page.context["simulation"]
     assert simulation["result"].discount_total() == 105
-    assert "Rule 1: Discount 105" in page.content.decode()
+    html = page.content.decode()
+    assert "Rule 1: Discount 105.00 ₽" in html  # money in the program's currency
+    assert "<td>1,000.00 ₽</td>" in html  # the line's amount
     # and saved, then activated
     response = marketer.post(url, {**base, **entries, "structure": structure, "op": "save"})
     offer = Offer.objects.get()

@@ -78,6 +78,21 @@ def test_cheque_message_renders_the_final_discount(shop, make_offer, now):
     assert calc.cheque_messages == ["Your discount is 51 RUB."]
 
 
+def test_cheque_message_amounts_are_written_as_the_language_writes_them(shop, make_offer, now):
+    from django.utils import translation
+
+    make_offer(
+        rules=[{"actions": [TEN_PERCENT, {"key": "cheque_message", "params": {"text": "{{ discount }}"}}]}]
+    )
+    receipt = lines(("COFFEE", 1, "12345.60"))
+    with translation.override("ru"):
+        assert purchase_calculate(point_of_sale=shop["hyper"], lines=receipt).cheque_messages == [
+            "1\xa0234,56"
+        ]
+    with translation.override("en"):
+        assert purchase_calculate(point_of_sale=shop["hyper"], lines=receipt).cheque_messages == ["1,234.56"]
+
+
 def test_coffee_group_with_subgroups_gets_bonus_points(shop, make_offer, now):
     make_offer(
         event="bonus_calculated",
