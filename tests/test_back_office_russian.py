@@ -91,3 +91,19 @@ def test_bonus_operations_name_program_sources_in_russian(admin_client, db):
     assert "Welcome" in page  # a name an offer gave stays as given
     member_page = ru(admin_client, reverse("admin:loyalty_member_change", args=[member.pk]))
     assert "Чек D-77" in member_page and "Receipt D-77" not in member_page
+
+
+def test_roles_are_named_in_russian_on_the_group_and_user_pages(admin_client, db):
+    from django.contrib.auth.models import Group, User
+
+    from loyalty import roles
+
+    marketer = User.objects.create_user(username="maria", password="x", is_staff=True)
+    marketer.groups.add(Group.objects.get(name=roles.MARKETER))
+    groups = ru(admin_client, reverse("admin:auth_group_changelist"))
+    assert "Маркетолог" in groups and ">Marketer<" not in groups
+    users = ru(admin_client, reverse("admin:auth_user_changelist"))
+    assert "Маркетолог" in users
+    form = ru(admin_client, reverse("admin:auth_user_change", args=[marketer.pk]))
+    assert ">Маркетолог</option>" in form and ">Contact-center operator</option>" not in form
+    ru(admin_client, reverse("admin:auth_user_add"))  # answers 200

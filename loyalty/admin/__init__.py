@@ -4,7 +4,7 @@
 from django.contrib import admin
 from django.utils.translation import gettext_lazy as _
 
-from . import members, program  # noqa: F401  (registrations)
+from . import members, program, users  # noqa: F401  (registrations)
 
 admin.site.site_header = _("Loyalty back office")
 admin.site.site_title = _("Loyalty back office")
