@@ -107,3 +107,10 @@ def test_roles_are_named_in_russian_on_the_group_and_user_pages(admin_client, db
     form = ru(admin_client, reverse("admin:auth_user_change", args=[marketer.pk]))
     assert ">Маркетолог</option>" in form and ">Contact-center operator</option>" not in form
     ru(admin_client, reverse("admin:auth_user_add"))  # answers 200
+
+
+def test_the_member_page_names_the_phones_region_in_russian(admin_client, db):
+    member = member_create(first_name="Анна", phone="+79161234567")
+    assert member.phone_region == "Russia"  # stored as the library names it in English
+    page = ru(admin_client, reverse("admin:loyalty_member_change", args=[member.pk]))
+    assert "Россия" in page

@@ -23,7 +23,7 @@ from loyalty.models import (
     Status,
 )
 from loyalty.services import ledger
-from loyalty.services.contacts import contacts_normalise
+from loyalty.services.contacts import contacts_normalise, phone_region_name
 from loyalty.services.errors import DomainError
 from loyalty.services.members import (
     PROFILE_FIELDS,
@@ -146,7 +146,7 @@ class MemberAdmin(CsvExportMixin, admin.ModelAdmin):
         "phone_raw",
         "phone_status",
         "phone_operator",
-        "phone_region",
+        "phone_region_label",
         "email_raw",
         "email_status",
         "time_zone_source",
@@ -164,7 +164,7 @@ class MemberAdmin(CsvExportMixin, admin.ModelAdmin):
             {
                 "fields": (
                     ("phone", "phone_raw"),
-                    ("phone_status", "phone_operator", "phone_region"),
+                    ("phone_status", "phone_operator", "phone_region_label"),
                     ("email", "email_raw", "email_status"),
                     "postal_address",
                     "city",
@@ -208,6 +208,10 @@ class MemberAdmin(CsvExportMixin, admin.ModelAdmin):
         for member in queryset:
             member_unblock(member=member, reason=reason)
         self.message_user(request, gettext("%(count)d member(s) unblocked.") % {"count": queryset.count()})
+
+    @admin.display(description=_("phone region"))
+    def phone_region_label(self, obj: Member) -> str:
+        return phone_region_name(obj.phone, obj.phone_region) or "—"
 
     @admin.display(description=_("name"), ordering="last_name")
     def full_name(self, obj: Member) -> str:

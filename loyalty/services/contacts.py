@@ -14,6 +14,7 @@ from functools import lru_cache
 import phonenumbers
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from email_validator import EmailNotValidError, validate_email
 from phonenumbers import carrier, geocoder
@@ -76,6 +77,18 @@ def phone_parse(raw: str) -> PhoneInfo:
             _("%(value)s is not a valid phone number."), code="invalid", params={"value": raw}
         )
     return _phone_info(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def phone_region_name(e164: str, stored: str = "") -> str:
+    """The phone's region in the reader's language ("Свердловская обл" where the stored,
+    English value reads "Ekaterinburg"); the stored value when the number is unreadable."""
+    if not e164:
+        return stored
+    try:
+        number = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return stored
+    return geocoder.description_for_number(number, (get_language() or "en")[:2]) or stored
 
 
 @lru_cache(maxsize=65536)
