@@ -114,3 +114,8 @@ def test_the_member_page_names_the_phones_region_in_russian(admin_client, db):
     assert member.phone_region == "Russia"  # stored as the library names it in English
     page = ru(admin_client, reverse("admin:loyalty_member_change", args=[member.pk]))
     assert "Россия" in page
+
+
+def test_mailing_states_agree_with_the_word_mailing(admin_client, db):
+    page = ru(admin_client, reverse("admin:communications_mailing_changelist"))
+    assert "приостановлена" in page and "отменена" in page

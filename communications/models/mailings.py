@@ -127,9 +127,10 @@ class MailingStatus(models.TextChoices):
     SCHEDULED = "scheduled", _("scheduled")
     PREPARING = "preparing", _("preparing")
     SENDING = "sending", _("sending")
-    PAUSED = "paused", _("paused")
+    # "mailing" context: the Russian words agree with the feminine "рассылка"
+    PAUSED = "paused", pgettext_lazy("mailing", "paused")
     DONE = "done", _("done")
-    CANCELLED = "cancelled", _("cancelled")
+    CANCELLED = "cancelled", pgettext_lazy("mailing", "cancelled")
 
 
 class Schedule(models.TextChoices):
