@@ -5,12 +5,12 @@ from communications.models import Campaign, MailingCategory, MessageTemplate, Wa
 
 TEMPLATES = [
     {
-        "name": "Weekend offer (SMS)",
+        "name": "Weekend offer",
         "channel": "sms",
         "text": "{{ first_name }}, this weekend double bonuses on coffee! Your balance: {{ balance }}.",
     },
     {
-        "name": "Monthly news (email)",
+        "name": "Monthly news",
         "channel": "email",
         "subject": "{{ first_name }}, what's new this month",
         "preheader": "Your balance and this month's offers",
@@ -30,14 +30,14 @@ TEMPLATES = [
         ),
     },
     {
-        "name": "New arrivals (push)",
+        "name": "New arrivals",
         "channel": "push",
         "title": "New arrivals",
         "text": "{{ first_name }}, fresh pastries are in. Come by today!",
         "link": "demo://offers",
     },
     {
-        "name": "Autumn sale (Viber)",
+        "name": "Autumn sale",
         "channel": "viber",
         "text": "{{ first_name }}, autumn sale: up to 30% off.",
         "image": "https://demo.example/autumn.png",
