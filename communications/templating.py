@@ -31,7 +31,7 @@ from django.db.models.functions import TruncDate
 from django.utils import timezone
 from django.utils.functional import Promise
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, override, pgettext
+from django.utils.translation import gettext_lazy, override, pgettext, pgettext_lazy
 from jinja2 import StrictUndefined, TemplateSyntaxError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape as html_escape
@@ -54,6 +54,14 @@ class Metavariable:
     label: str | Promise
     group: str
     example: Any
+
+    @property
+    def example_text(self) -> str:
+        """The example as the catalog shows it: ``gift: 300`` for a mapping, not Python's
+        ``{'gift': '300'}``."""
+        if isinstance(self.example, dict):
+            return ", ".join(f"{key}: {value}" for key, value in self.example.items()) or "—"
+        return str(self.example)
 
 
 Loader = Callable[[list[int], dt.datetime, set[str]], dict[int, dict[str, Any]]]
@@ -471,15 +479,20 @@ MEMBER, CARD, BALANCE, ACTIVATING, EXPIRING, PURCHASE, EVENT, LINKS, OFFER = (
 DATE_VARIABLES = ("birth_date", "activating_date", "expiring_date", "last_purchase_date")
 
 for _name, _label, _group, _example in [
-    ("first_name", gettext_lazy("first name"), MEMBER, "Olga"),
-    ("last_name", gettext_lazy("last name"), MEMBER, "Smirnova"),
-    ("middle_name", gettext_lazy("middle name (patronymic)"), MEMBER, "Ivanovna"),
-    ("full_name", gettext_lazy("full name"), MEMBER, "Olga Ivanovna Smirnova"),
-    ("salutation", gettext_lazy("salutation (Dear Olga Ivanovna)"), MEMBER, "Dear Olga Ivanovna"),
+    ("first_name", gettext_lazy("first name"), MEMBER, pgettext_lazy("example", "Olga")),
+    ("last_name", gettext_lazy("last name"), MEMBER, pgettext_lazy("example", "Smirnova")),
+    ("middle_name", gettext_lazy("middle name (patronymic)"), MEMBER, pgettext_lazy("example", "Ivanovna")),
+    ("full_name", gettext_lazy("full name"), MEMBER, pgettext_lazy("example", "Olga Ivanovna Smirnova")),
+    (
+        "salutation",
+        gettext_lazy("salutation (Dear Olga Ivanovna)"),
+        MEMBER,
+        pgettext_lazy("example", "Dear Olga Ivanovna"),
+    ),
     ("birth_date", gettext_lazy("birth date"), MEMBER, "12.03.1990"),
     ("card_number", gettext_lazy("card number"), CARD, "2000000000017"),
-    ("status", gettext_lazy("status (tier)"), MEMBER, "Gold"),
-    ("city", gettext_lazy("city"), MEMBER, "Moscow"),
+    ("status", gettext_lazy("status (tier)"), MEMBER, pgettext_lazy("example", "Gold")),
+    ("city", gettext_lazy("city"), MEMBER, pgettext_lazy("example", "Moscow")),
     ("referral_code", gettext_lazy("referral code"), MEMBER, "OLGA2024"),
     ("balance", gettext_lazy("bonus balance (default currency)"), BALANCE, "300"),
     ("balances", gettext_lazy("balances by currency code, e.g. balances.gift"), BALANCE, {"gift": "300"}),
@@ -490,10 +503,20 @@ for _name, _label, _group, _example in [
     ("expiring_date", gettext_lazy("date they expire"), EXPIRING, "31.12.2026"),
     ("last_purchase_date", gettext_lazy("last purchase: date"), PURCHASE, "20.11.2026"),
     ("last_purchase_amount", gettext_lazy("last purchase: amount"), PURCHASE, "1520"),
-    ("last_purchase_store", gettext_lazy("last purchase: point of sale"), PURCHASE, "Tverskaya 7"),
+    (
+        "last_purchase_store",
+        gettext_lazy("last purchase: point of sale"),
+        PURCHASE,
+        pgettext_lazy("example", "Tverskaya 7"),
+    ),
     ("currency", gettext_lazy("the program's currency"), MEMBER, "RUB"),
     ("event", gettext_lazy("the event's own values, e.g. event.amount, event.discount"), EVENT, {}),
-    ("offer", gettext_lazy("the offer: offer.name, offer.ends"), OFFER, {"name": "Autumn"}),
+    (
+        "offer",
+        gettext_lazy("the offer: offer.name, offer.ends"),
+        OFFER,
+        {"name": pgettext_lazy("example", "Autumn sale")},
+    ),
     ("unsubscribe_url", gettext_lazy("unsubscribe link"), LINKS, "https://example.com/m/u/…/"),
     ("view_online_url", gettext_lazy("view-online link"), LINKS, "https://example.com/m/v/…/"),
 ]:

@@ -119,3 +119,9 @@ def test_the_member_page_names_the_phones_region_in_russian(admin_client, db):
 def test_mailing_states_agree_with_the_word_mailing(admin_client, db):
     page = ru(admin_client, reverse("admin:communications_mailing_changelist"))
     assert "приостановлена" in page and "отменена" in page
+
+
+def test_the_template_pages_variable_catalog_shows_russian_examples(admin_client, db):
+    page = ru(admin_client, reverse("admin:communications_messagetemplate_add"))
+    assert "Уважаемая Ольга Ивановна" in page and "Москва" in page
+    assert "gift: 300" in page and "{&#x27;gift&#x27;" not in page and "{'gift'" not in page
