@@ -14,6 +14,10 @@ from django.utils.translation import gettext as _
 from loyalty.demo import DEMO_USERS, demo_password
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 class Command(BaseCommand):
     help = "Start the web server, a Celery worker and beat in one go; Ctrl+C stops all."
 
@@ -63,6 +67,9 @@ class Command(BaseCommand):
         self.stdout.write(
             _("Outgoing mail and messages are written to %(folder)s") % {"folder": settings.OUTBOX_DIR} + "\n"
         )
+        # Stopped with SIGTERM (kill, a service manager) as with Ctrl+C: the worker is
+        # stopped below instead of being left running on its own.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             call_command("runserver", f"{host}:{port}", use_reloader=False)
         finally:
