@@ -33,7 +33,7 @@ from loyalty.services import cards as card_services
 from loyalty.services import members as member_services
 from loyalty.services import receipts as receipt_services
 from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
-from loyalty.services.events import event_record
+from loyalty.services.events import event_report
 from offers.context import LineIn
 from offers.engine import Result
 from offers.services import Calculation, purchase_calculate, purchase_confirm
@@ -639,21 +639,27 @@ class EventReport(PosView):
         tags=TAG_EVENTS,
         operation_id="pos_event_report",
         summary="Report a member event that is not a purchase (app installed, questionnaire filled, ...)",
-        description="Offers of the event's type run for the member once it is recorded.",
+        description=(
+            "Offers of the event's type run for the member once it is recorded. `app_installed` "
+            "counts once per member: a repeat answers 200 with the first event, and its offers do "
+            "not run again."
+        ),
         request=s.EventIn,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
-        responses={201: s.EventOut, **problems(*WRITE_PROBLEMS)},
+        responses={201: s.EventOut, 200: s.EventOut, **problems(*WRITE_PROBLEMS)},
     )
     @idempotent
     def post(self, request):
         v = s.validated(s.EventIn, request.data)
         member = _member_required(request, v)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"]) if v.get("point_of_sale") else None
-        event = event_record(
+        event, recorded = event_report(
             event_type=v["event_type"],
             member=member,
             point_of_sale=pos,
             payload=v["payload"],
             occurred_at=v.get("occurred_at"),
         )
-        return Response(s.EventOut(event).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.EventOut(event).data, status=status.HTTP_201_CREATED if recorded else status.HTTP_200_OK
+        )

@@ -15,7 +15,7 @@ from loyalty.api import serializers as s
 from loyalty.models import Card, Consent, Member, PointOfSale
 from loyalty.services import cards as card_services
 from loyalty.services import members as member_services
-from loyalty.services.events import event_record
+from loyalty.services.events import event_report
 
 TAG_MEMBERS, TAG_CARDS, TAG_EVENTS = ["members"], ["cards"], ["events"]
 
@@ -217,8 +217,9 @@ class EventReport(APIView):
     @extend_schema(
         tags=TAG_EVENTS,
         summary="Report a member event (app installed, social activity, ...)",
+        description="`app_installed` counts once per member: a repeat answers 200 with the first event.",
         request=s.EventIn,
-        responses={201: s.EventOut},
+        responses={201: s.EventOut, 200: s.EventOut},
     )
     def post(self, request):
         data = s.EventIn(data=request.data)
@@ -226,7 +227,7 @@ class EventReport(APIView):
         v = data.validated_data
         member = get_object_or_404(Member, pk=v["member"])
         pos = get_object_or_404(PointOfSale, code=v["point_of_sale"]) if v.get("point_of_sale") else None
-        event = event_record(
+        event, recorded = event_report(
             event_type=v["event_type"],
             member=member,
             point_of_sale=pos,
@@ -234,4 +235,6 @@ class EventReport(APIView):
             payload=v.get("payload", {}),
             occurred_at=v.get("occurred_at"),
         )
-        return Response(s.EventOut(event).data, status=status.HTTP_201_CREATED)
+        return Response(
+            s.EventOut(event).data, status=status.HTTP_201_CREATED if recorded else status.HTTP_200_OK
+        )

@@ -47,6 +47,41 @@ def event_record(
     return event
 
 
+#: Event types that happen once in a member's life: a repeated report returns the first
+#: event, and the offers of the type do not run (or accrue) again.
+ONCE_PER_MEMBER = frozenset({"app_installed"})
+
+
+@transaction.atomic
+def event_report(
+    *,
+    event_type: str,
+    member: Member,
+    point_of_sale: PointOfSale | None = None,
+    channel: str = "",
+    payload: dict[str, Any] | None = None,
+    occurred_at=None,
+) -> tuple[MemberEvent, bool]:
+    """An event reported from outside (a till, the members' app, the back-office API):
+    ``event_record``, except that a type in ``ONCE_PER_MEMBER`` is recorded once per
+    member. Returns the event and whether it was recorded now."""
+    if event_type in ONCE_PER_MEMBER:
+        # Two reports at once queue on the member row, so one event is recorded.
+        Member.objects.select_for_update().filter(pk=member.pk).values_list("pk", flat=True).first()
+        first = MemberEvent.objects.filter(member=member, event_type=event_type).order_by("pk").first()
+        if first is not None:
+            return first, False
+    event = event_record(
+        event_type=event_type,
+        member=member,
+        point_of_sale=point_of_sale,
+        channel=channel,
+        payload=payload,
+        occurred_at=occurred_at,
+    )
+    return event, True
+
+
 def _dispatch(event: MemberEvent, handlers) -> None:
     for handler in handlers:
         try:

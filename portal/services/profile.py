@@ -16,7 +16,7 @@ from django.utils.translation import gettext as _
 from loyalty.models import Card, CustomField, Member, MemberEvent
 from loyalty.services.cards import card_bind
 from loyalty.services.errors import CardStateError
-from loyalty.services.events import event_record
+from loyalty.services.events import event_record, event_report
 from loyalty.services.members import custom_fields_clean, member_create, member_update
 from portal.models import CodeChannel, CodePurpose, MemberPassword
 from portal.services.auth import Address, CodeInvalid, code_verify, member_by_address
@@ -179,20 +179,10 @@ def password_sign_in(*, address: Address, password: str, now: dt.datetime | None
 
 
 # --- what the app reports -------------------------------------------------------------
-ONCE_PER_MEMBER = {"app_installed"}
-
-
-@transaction.atomic
 def app_event_report(
     *, member: Member, event_type: str, payload: dict, channel: str
 ) -> tuple[MemberEvent, bool]:
     """Record an event the app reports (app installed, social activity, ...). An
     installation counts once per member: a repeat returns the first one. Returns the
     event and whether it was recorded now."""
-    if event_type in ONCE_PER_MEMBER:
-        # Two reports at once queue on the member row, so one event is recorded.
-        Member.objects.select_for_update().filter(pk=member.pk).values_list("pk", flat=True).first()
-        first = MemberEvent.objects.filter(member=member, event_type=event_type).order_by("pk").first()
-        if first is not None:
-            return first, False
-    return event_record(event_type=event_type, member=member, channel=channel, payload=payload), True
+    return event_report(event_type=event_type, member=member, channel=channel, payload=payload)
