@@ -242,6 +242,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "loyalty.api.problems.problem_exception_handler",
+    "DEFAULT_PARSER_CLASSES": [
+        "loyalty.api.parsers.JSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     # Requests per API key of the point-of-sale API (pos.auth.ApiKeyRateThrottle).
     "DEFAULT_THROTTLE_RATES": {"pos": env.str("POS_THROTTLE_RATE", default="6000/min")},
 }

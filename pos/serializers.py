@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from loyalty import refcache
-from loyalty.api.fields import JsonObjectField
+from loyalty.api.fields import MAX_ID, JsonObjectField
 from loyalty.events import PURCHASE, event_types
 from loyalty.models import CardKind, ContactChannel, Gender, MemberState, PaymentMethod, ReceiptState
 
@@ -23,7 +23,6 @@ QUANTITY = {"max_digits": 8, "decimal_places": 3, "min_value": Decimal("0.001")}
 PRICE = {"max_digits": 9, "decimal_places": 2, "min_value": Decimal("0")}
 MAX_RECEIPT_AMOUNT = Decimal("999999999999.99")
 MAX_LINES = 500
-MAX_ID = 2**63 - 1
 MAX_PAYLOAD_BYTES = 16384
 EARLIEST_EVENT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 

@@ -10,11 +10,11 @@ from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from loyalty import refcache, selectors
+from loyalty.api.parsers import JSONParser
 from loyalty.api.renderers import FastJSONRenderer
 from loyalty.models import (
     Card,

@@ -7,6 +7,14 @@ import math
 from django.utils.translation import gettext_lazy as _
 from rest_framework import serializers
 
+#: The largest id a database column holds (a signed 64-bit integer): a larger one in a
+#: request is refused by its field, not passed to the database.
+MAX_ID = 2**63 - 1
+
+
+def id_field(**kwargs) -> serializers.IntegerField:
+    return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
+
 
 def json_problem(value, depth: int = 0) -> str | None:
     """Why ``value`` cannot be stored as JSON in the journal (PostgreSQL's jsonb refuses

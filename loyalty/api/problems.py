@@ -1,10 +1,14 @@
 """One exception handler: every error leaves the API as RFC 9457 problem details with a
 stable ``code``; field errors are listed under ``errors`` by field name."""
 
+import math
+from http import HTTPStatus
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -40,6 +44,23 @@ def problem(status_code: int, code: str, title: str, detail: str = "", **extra) 
     return Response(body, status=status_code, content_type="application/problem+json")
 
 
+def _title(code: str, status_code: int) -> str:
+    """A stable title per kind of problem (what happened); ``detail`` says this time's
+    specifics."""
+    titles = {
+        "parse_error": _("The request body could not be read."),
+        "not_authenticated": _("Authentication is needed."),
+        "authentication_failed": _("Authentication failed."),
+        "permission_denied": _("Not allowed."),
+        "not_found": _("Not found."),
+        "method_not_allowed": _("Method not allowed."),
+        "not_acceptable": _("The requested answer format is not available."),
+        "unsupported_media_type": _("Unsupported media type."),
+        "throttled": _("Too many requests."),
+    }
+    return str(titles.get(code) or HTTPStatus(status_code).phrase)
+
+
 def problem_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return problem(exc.http_status, exc.code, str(exc.title), str(exc), **exc.extra)
@@ -65,7 +86,13 @@ def problem_exception_handler(exc, context):
         )
     code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
     code = code if isinstance(code, str) else "error"
-    result = problem(response.status_code, code, str(exc.detail) if hasattr(exc, "detail") else "")
+    detail = str(exc.detail) if hasattr(exc, "detail") else ""
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        # DRF formats the seconds into its text before translating it, so its Russian
+        # catalog never matches; said here whole.
+        wait = math.ceil(exc.wait)
+        detail = ngettext("Try again in %(n)d second.", "Try again in %(n)d seconds.", wait) % {"n": wait}
+    result = problem(response.status_code, code, _title(code, response.status_code), detail)
     for header in ("WWW-Authenticate", "Retry-After", "Allow"):
         if header in response:
             result[header] = response[header]

@@ -1,7 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from loyalty.api.fields import JsonObjectField
+from loyalty.api.fields import JsonObjectField, id_field
 from loyalty.events import PURCHASE, event_types
 from loyalty.models import Card, ContactChannel, Gender, LedgerEntry, Member, RegistrationChannel
 
@@ -140,12 +140,12 @@ class CardOut(serializers.ModelSerializer):
 class CardIssueIn(serializers.Serializer):
     number = serializers.CharField(max_length=32, required=False, allow_blank=True)
     kind = serializers.ChoiceField(choices=Card._meta.get_field("kind").choices, default="physical")
-    member = serializers.IntegerField(required=False)
+    member = id_field(required=False)
     point_of_sale = serializers.SlugField(required=False, help_text="Code of the point of sale issuing it.")
 
 
 class CardBindIn(serializers.Serializer):
-    member = serializers.IntegerField()
+    member = id_field()
 
 
 class ReasonIn(serializers.Serializer):
@@ -159,7 +159,7 @@ class CardReplaceIn(serializers.Serializer):
 
 class EventIn(serializers.Serializer):
     event_type = serializers.ChoiceField(choices=[])
-    member = serializers.IntegerField()
+    member = id_field()
     occurred_at = serializers.DateTimeField(required=False)
     point_of_sale = serializers.SlugField(required=False)
     channel = serializers.CharField(max_length=32, required=False, allow_blank=True)

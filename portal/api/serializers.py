@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from communications.models.delivery import DevicePlatform
-from loyalty.api.fields import JsonObjectField
+from loyalty.api.fields import MAX_ID, JsonObjectField
 from loyalty.models import CardKind, ContactChannel, Gender
 from portal.models import CodePurpose
 from portal.services.auth import address_parse
@@ -460,7 +460,7 @@ class PersonalListOut(serializers.Serializer):
 
 class PicksIn(serializers.Serializer):
     products = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), allow_empty=True, max_length=100
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID), allow_empty=True, max_length=100
     )
 
     class Meta:
@@ -519,9 +519,12 @@ class SubscriptionsIn(serializers.Serializer):
 
     def validate_categories(self, value: dict) -> dict[int, bool]:
         try:
-            return {int(key): subscribed for key, subscribed in value.items()}
+            ids = {int(key): subscribed for key, subscribed in value.items()}
         except ValueError:
             raise serializers.ValidationError(_("Keys are mailing category ids.")) from None
+        if any(not 1 <= pk <= MAX_ID for pk in ids):
+            raise serializers.ValidationError(_("Keys are mailing category ids."))
+        return ids
 
     class Meta:
         ref_name = "MemberSubscriptionsIn"

@@ -18,7 +18,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.permissions import AllowAny
 from rest_framework.renderers import BaseRenderer
 from rest_framework.response import Response
@@ -33,6 +33,7 @@ from communications.models import (
 from communications.services import feedback as feedback_services
 from communications.services.devices import device_register, device_unregister
 from communications.services.subscriptions import category_set, channel_set, subscriptions_of
+from loyalty.api.parsers import JSONParser
 from loyalty.api.problems import problem, problem_exception_handler
 from loyalty.api.renderers import FastJSONRenderer
 from loyalty.models import Card, Member, Receipt, RegistrationChannel

@@ -1,6 +1,7 @@
 """API keys and tenancy: a key acts only for its partner's points of sale; another
 partner's point of sale, card, member or receipt is answered like an unknown one (404)."""
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -142,6 +143,16 @@ def test_requests_are_throttled_per_key(world, key, other_key, settings):
     throttled = calculate(api, "web")
     assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
     assert "Retry-After" in throttled
+    assert throttled.json()["title"] == "Too many requests."
+    assert re.fullmatch(r"Try again in \d+ seconds?\.", throttled.json()["detail"])
+    in_russian = api.post(
+        "/api/v1/pos/receipts/calculate",
+        {"point_of_sale": "web", "lines": [{"sku": "X", "quantity": "1", "price": "1"}]},
+        format="json",
+        HTTP_ACCEPT_LANGUAGE="ru",
+    ).json()
+    assert re.fullmatch(r"Повторите через \d+ секунд[уы]?\.", in_russian["detail"]), in_russian
+    assert in_russian["title"] == "Слишком много запросов."
     assert calculate(other, "other-1").status_code == 200  # the other key has its own budget
     cache.clear()
 
