@@ -1,9 +1,25 @@
+import datetime as dt
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from loyalty.timezones import validate_time_zone
+
+EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+
+
+def validate_birth_date(value: dt.date | None) -> None:
+    """A person's birth date: not in the future and not before 1900."""
+    if value is None:
+        return
+    if value > timezone.localdate():
+        raise ValidationError(_("A birth date cannot be in the future."), code="future")
+    if value < EARLIEST_BIRTH_DATE:
+        raise ValidationError(_("A birth date cannot be before 1900."), code="too_early")
 
 
 class Gender(models.TextChoices):
@@ -126,7 +142,7 @@ class Member(models.Model):
     first_name = models.CharField(_("first name"), max_length=100, blank=True)
     middle_name = models.CharField(_("middle name"), max_length=100, blank=True)
     gender = models.CharField(_("gender"), max_length=8, choices=Gender.choices, blank=True, default="")
-    birth_date = models.DateField(_("birth date"), null=True, blank=True)
+    birth_date = models.DateField(_("birth date"), null=True, blank=True, validators=[validate_birth_date])
 
     phone = models.CharField(_("phone"), max_length=16, blank=True, default="")
     phone_raw = models.CharField(_("phone as entered"), max_length=64, blank=True, default="")
@@ -142,7 +158,9 @@ class Member(models.Model):
     )
     postal_address = models.TextField(_("postal address"), blank=True, default="")
     city = models.CharField(_("city"), max_length=128, blank=True, default="")
-    time_zone = models.CharField(_("time zone"), max_length=64, blank=True, default="")
+    time_zone = models.CharField(
+        _("time zone"), max_length=64, blank=True, default="", validators=[validate_time_zone]
+    )
     time_zone_source = models.CharField(
         _("time zone source"),
         max_length=8,

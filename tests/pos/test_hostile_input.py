@@ -55,3 +55,19 @@ def test_a_back_office_event_for_a_member_id_beyond_a_column_is_400(admin_client
         "/api/v1/events/", {"event_type": "app_installed", "member": 2**70}, content_type="application/json"
     )
     assert answer.status_code == 400 and "member" in answer.json().get("errors", answer.json())
+
+
+def test_a_member_cannot_be_given_a_future_birth_date_or_an_unknown_time_zone(world, api, member_app):
+    from tests.pos.conftest import post
+
+    future = problem_400(post(api, "members", {"phone": "+79160000001", "birth_date": "2999-01-01"}))
+    assert "birth_date" in future["errors"]
+    assert problem_400(member_app.patch("/api/v1/me/", {"time_zone": "Mars/Olympus"}, format="json"))[
+        "errors"
+    ].get("time_zone")
+    assert problem_400(member_app.patch("/api/v1/me/", {"birth_date": "3000-01-01"}, format="json"))[
+        "errors"
+    ].get("birth_date")
+    assert (
+        member_app.patch("/api/v1/me/", {"time_zone": "Asia/Yekaterinburg"}, format="json").status_code == 200
+    )
