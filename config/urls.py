@@ -28,3 +28,7 @@ urlpatterns = [
         name="api-redoc",
     ),
 ]
+
+handler400 = "config.errors.bad_request"
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"
