@@ -324,7 +324,7 @@ def confirmation_json(data: dict) -> dict:
 def _exists(receipt: Receipt) -> ReceiptExists:
     return ReceiptExists(
         _("Receipt %(id)s is already %(state)s.")
-        % {"id": receipt.external_id, "state": receipt.get_state_display()}
+        % {"id": receipt.external_id, "state": receipt.get_state_display().lower()}
     )
 
 
@@ -440,7 +440,9 @@ class ReceiptRefund(PosView):
             ).exists():
                 raise RefundIdUsed(_("Refund %(id)s is of another receipt.") % {"id": v["refund_id"]})
             if receipt.state not in (ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED):
-                raise ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display()})
+                raise ReceiptStateError(
+                    _("Receipt is %(state)s.") % {"state": receipt.get_state_display().lower()}
+                )
             requested = [(ln["sku"], ln["quantity"]) for ln in v["lines"]] if "lines" in v else None
             lines = refunds.refund_lines(receipt, requested)
             refund = receipt_services.receipt_refund(receipt=receipt, external_id=v["refund_id"], lines=lines)

@@ -79,7 +79,8 @@ def card_bind(*, card: Card, member: Member) -> Card:
         raise CardStateError(_("Card %(number)s belongs to another member.") % {"number": card.number})
     if card.state in (CardState.BLOCKED, CardState.REPLACED):
         raise CardStateError(
-            _("Card %(number)s is %(state)s.") % {"number": card.number, "state": card.get_state_display()}
+            _("Card %(number)s is %(state)s.")
+            % {"number": card.number, "state": card.get_state_display().lower()}
         )
     card.member = member
     card.save(update_fields=["member"])
@@ -96,7 +97,8 @@ def card_activate(*, card: Card, channel: str = "") -> Card:
         return card
     if card.state != CardState.ISSUED:
         raise CardStateError(
-            _("Card %(number)s is %(state)s.") % {"number": card.number, "state": card.get_state_display()}
+            _("Card %(number)s is %(state)s.")
+            % {"number": card.number, "state": card.get_state_display().lower()}
         )
     card.state, card.activated_at = CardState.ACTIVATED, timezone.now()
     card.save(update_fields=["state", "activated_at"])
@@ -117,7 +119,8 @@ def card_block(*, card: Card, reason: str) -> Card:
         raise ValidationError({"reason": _("Give a reason for blocking.")})
     if card.state in (CardState.BLOCKED, CardState.REPLACED):
         raise CardStateError(
-            _("Card %(number)s is %(state)s.") % {"number": card.number, "state": card.get_state_display()}
+            _("Card %(number)s is %(state)s.")
+            % {"number": card.number, "state": card.get_state_display().lower()}
         )
     card.state, card.blocked_at, card.block_reason = CardState.BLOCKED, timezone.now(), reason.strip()
     card.save(update_fields=["state", "blocked_at", "block_reason"])
