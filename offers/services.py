@@ -178,13 +178,24 @@ class Calculation:
     confirmed: bool = False
 
 
+_SHOWN_TEXTS = {"cheque_messages": "cheque_message", "cashier_messages": "cashier_message"}
+
+
 def _render_pending(ctx: Context, result: Result) -> None:
     values: dict = {}  # the final figures, computed once for all the texts
-    for target, _offer_id, template in result.pending_texts:
+    for target, offer_id, template in result.pending_texts:
         try:
-            getattr(result, target).append(render(template, ctx, result, values))
+            text = render(template, ctx, result, values)
         except Exception as exc:  # a template error must not break the till
-            log.warning("offer %s message failed to render: %s", _offer_id, exc)
+            log.warning("offer %s message failed to render: %s", offer_id, exc)
+            continue
+        getattr(result, target).append(text)
+        # The explained effect shows the text as printed, not its template.
+        action = _SHOWN_TEXTS.get(target)
+        for effect in result.effects:
+            if effect.offer_id == offer_id and effect.action == action and effect.text == template:
+                effect.text = text
+                break
     result.pending_texts.clear()
 
 

@@ -76,6 +76,9 @@ def test_cheque_message_renders_the_final_discount(shop, make_offer, now):
     )
     calc = purchase_calculate(point_of_sale=shop["hyper"], lines=lines(("COFFEE", 1, 510)))
     assert calc.cheque_messages == ["Your discount is 51 RUB."]
+    # the explained effect shows the text as printed
+    (shown,) = [e for e in calc.result.effects if e.action == "cheque_message"]
+    assert shown.text == "Your discount is 51 RUB."
 
 
 def test_cheque_message_amounts_are_written_as_the_language_writes_them(shop, make_offer, now):
