@@ -45,3 +45,21 @@ def test_a_crash_under_the_api_is_a_problem(db, client, monkeypatch):
     )
     assert answer.status_code == 500 and answer["Content-Type"] == "application/problem+json"
     assert answer.json()["code"] == "server_error" and "boom" not in answer.content.decode()
+
+
+def test_framework_messages_its_russian_catalog_lacks_are_translated():
+    from django.utils import translation
+    from rest_framework import serializers
+
+    with translation.override("ru"):
+        for field, value, expected in (
+            (serializers.BooleanField(), "yes?", "Требуется логическое значение (true или false)."),
+            (serializers.UUIDField(), "x", "Требуется корректный UUID."),
+            (serializers.DictField(allow_empty=False), {}, "Этот словарь не может быть пустым."),
+        ):
+            try:
+                field.run_validation(value)
+            except serializers.ValidationError as exc:
+                assert exc.detail == [expected]
+            else:
+                raise AssertionError(f"{field!r} accepted {value!r}")
