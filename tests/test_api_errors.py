@@ -63,3 +63,18 @@ def test_framework_messages_its_russian_catalog_lacks_are_translated():
                 assert exc.detail == [expected]
             else:
                 raise AssertionError(f"{field!r} accepted {value!r}")
+
+
+def test_a_bad_email_is_explained_wholly_in_the_readers_language():
+    import pytest
+    from django.core.exceptions import ValidationError
+    from django.utils import translation
+
+    from loyalty.services.contacts import email_parse
+
+    with translation.override("ru"), pytest.raises(ValidationError) as ru:
+        email_parse("a@")
+    assert ru.value.messages == ["a@ — некорректный адрес эл. почты."]
+    with translation.override("en"), pytest.raises(ValidationError) as en:
+        email_parse("a@")
+    assert en.value.messages[0].startswith("a@ is not a valid email address: ")

@@ -114,10 +114,15 @@ def email_parse(raw: str) -> str:
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
+        if (get_language() or "en").startswith("en"):
+            # The validator's own reason is in English: given where the reader reads it.
+            raise ValidationError(
+                _("%(value)s is not a valid email address: %(reason)s"),
+                code="invalid",
+                params={"value": raw, "reason": str(exc)},
+            ) from exc
         raise ValidationError(
-            _("%(value)s is not a valid email address: %(reason)s"),
-            code="invalid",
-            params={"value": raw, "reason": str(exc)},
+            _("%(value)s is not a valid email address."), code="invalid", params={"value": raw}
         ) from exc
     return result.normalized.lower()
 
