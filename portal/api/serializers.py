@@ -129,6 +129,7 @@ class ConsentsIn(serializers.Serializer):
     email = serializers.BooleanField(required=False)
     push = serializers.BooleanField(required=False)
     viber = serializers.BooleanField(required=False)
+    social = serializers.BooleanField(required=False)
 
     class Meta:
         ref_name = "MemberConsentsIn"

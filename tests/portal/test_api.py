@@ -283,7 +283,7 @@ def test_registration_creates_the_member_with_consents_and_binds_a_free_card(db)
             "first_name": "Вера",
             "last_name": "Петрова",
             "birth_date": "1990-05-17",
-            "consents": {"sms": True, "email": False, "push": True},
+            "consents": {"sms": True, "email": False, "push": True, "social": True},
             "card_number": card.number,
             "device_name": "iPhone",
         },
@@ -300,7 +300,7 @@ def test_registration_creates_the_member_with_consents_and_binds_a_free_card(db)
         "mobile_app",
     )
     consents = dict(Consent.objects.filter(member=member).values_list("channel", "granted"))
-    assert consents == {"sms": True, "email": False, "push": True}
+    assert consents == {"sms": True, "email": False, "push": True, "social": True}
     card.refresh_from_db()
     assert card.member == member
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['token']}")
