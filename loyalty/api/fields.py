@@ -12,6 +12,19 @@ from rest_framework import serializers
 MAX_ID = 2**63 - 1
 
 
+class UnknownKeysRefused:
+    """A serializer mixin: a key the serializer does not know is an error on that key,
+    not silently dropped (a misspelt channel would otherwise leave a consent unchanged
+    while the answer says 200)."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, dict):
+            unknown = sorted(set(data) - set(self.fields))
+            if unknown:
+                raise serializers.ValidationError({key: [_("Unknown field.")] for key in unknown})
+        return super().to_internal_value(data)
+
+
 def id_field(**kwargs) -> serializers.IntegerField:
     return serializers.IntegerField(min_value=1, max_value=MAX_ID, **kwargs)
 

@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 from communications.models.delivery import DevicePlatform
-from loyalty.api.fields import MAX_ID, JsonObjectField
+from loyalty.api.fields import MAX_ID, JsonObjectField, UnknownKeysRefused
 from loyalty.models import CardKind, ContactChannel, Gender
 from portal.models import CodePurpose
 from portal.services.auth import address_parse
@@ -124,7 +124,7 @@ class TokenIn(serializers.Serializer):
         ref_name = "MemberTokenIn"
 
 
-class ConsentsIn(serializers.Serializer):
+class ConsentsIn(UnknownKeysRefused, serializers.Serializer):
     sms = serializers.BooleanField(required=False)
     email = serializers.BooleanField(required=False)
     push = serializers.BooleanField(required=False)
@@ -482,7 +482,7 @@ ChannelsOut = type(
 )
 ChannelsIn = type(
     "ChannelsIn",
-    (serializers.Serializer,),
+    (UnknownKeysRefused, serializers.Serializer),
     {**_channel_fields(required=False), "Meta": _meta("MemberChannelsIn")},
 )
 

@@ -71,3 +71,10 @@ def test_a_member_cannot_be_given_a_future_birth_date_or_an_unknown_time_zone(wo
     assert (
         member_app.patch("/api/v1/me/", {"time_zone": "Asia/Yekaterinburg"}, format="json").status_code == 200
     )
+
+
+def test_a_misspelt_channel_is_an_error_on_that_key_not_a_silent_200(member_app):
+    body = problem_400(
+        member_app.put("/api/v1/me/subscriptions", {"channels": {"fax": False}}, format="json")
+    )
+    assert "channels.fax" in body["errors"]
