@@ -97,7 +97,12 @@ def _earlier(api_key: ApiKey, key: str, fp: Fingerprint) -> HttpResponse | None:
     existing = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
     if existing is None:  # the first request failed and let go of the key meanwhile
         return None
-    if Fingerprint(existing.method, existing.path, existing.body_hash) != fp:
+    if (existing.method, existing.path) != (fp.method, fp.path):
+        raise IdempotencyKeyReused(
+            _("Key %(key)s was first used for %(method)s %(path)s; use a new key for another request.")
+            % {"key": key, "method": existing.method, "path": existing.path}
+        )
+    if existing.body_hash != fp.body_hash:
         raise IdempotencyKeyReused(
             _("Key %(key)s was first used for %(method)s %(path)s with another body.")
             % {"key": key, "method": existing.method, "path": existing.path}

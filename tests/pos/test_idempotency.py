@@ -90,10 +90,12 @@ def test_the_same_key_with_another_body_is_422(world, card, api):
     assert post(api, "receipts/confirm", confirm_body(card), idempotency_key="k-1").status_code == 201
     other = post(api, "receipts/confirm", confirm_body(card, external_id="R-2"), idempotency_key="k-1")
     assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert "another body" in other.json()["detail"]
     elsewhere = post(
         api, "events", {"event_type": "app_installed", "card": card.number}, idempotency_key="k-1"
     )
     assert elsewhere.status_code == 422
+    assert "use a new key for another request" in elsewhere.json()["detail"]
     assert Receipt.objects.count() == 1
 
 
