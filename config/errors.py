@@ -7,11 +7,11 @@ from django.http import JsonResponse
 from django.utils.translation import gettext as _
 from django.views import defaults
 
+from loyalty.api.problems import problem_body
+
 
 def _problem(status: int, code: str, title: str, detail: str = "") -> JsonResponse:
-    body = {"type": f"about:blank#{code}", "title": title, "status": status, "code": code}
-    if detail:
-        body["detail"] = detail
+    body = problem_body(status, code, title, detail)
     return JsonResponse(body, status=status, content_type="application/problem+json")
 
 

@@ -32,7 +32,7 @@ from loyalty.models import (
 from loyalty.services import cards as card_services
 from loyalty.services import members as member_services
 from loyalty.services import receipts as receipt_services
-from loyalty.services.errors import CardStateError, MemberBlocked, ReceiptStateError
+from loyalty.services.errors import CardStateError, MemberBlocked
 from loyalty.services.events import event_report
 from offers.context import LineIn
 from offers.engine import Result
@@ -440,9 +440,7 @@ class ReceiptRefund(PosView):
             ).exists():
                 raise RefundIdUsed(_("Refund %(id)s is of another receipt.") % {"id": v["refund_id"]})
             if receipt.state not in (ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED):
-                raise ReceiptStateError(
-                    _("Receipt is %(state)s.") % {"state": receipt.get_state_display().lower()}
-                )
+                raise receipt_services.receipt_state_error(receipt)
             requested = [(ln["sku"], ln["quantity"]) for ln in v["lines"]] if "lines" in v else None
             lines = refunds.refund_lines(receipt, requested)
             refund = receipt_services.receipt_refund(receipt=receipt, external_id=v["refund_id"], lines=lines)

@@ -36,11 +36,16 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     return {prefix or "non_field_errors": [str(detail)]}
 
 
-def problem(status_code: int, code: str, title: str, detail: str = "", **extra) -> Response:
+def problem_body(status_code: int, code: str, title: str, detail: str = "", **extra) -> dict:
     body = {"type": f"about:blank#{code}", "title": title, "status": status_code, "code": code}
     if detail:
         body["detail"] = detail
     body.update(extra)
+    return body
+
+
+def problem(status_code: int, code: str, title: str, detail: str = "", **extra) -> Response:
+    body = problem_body(status_code, code, title, detail, **extra)
     return Response(body, status=status_code, content_type="application/problem+json")
 
 

@@ -72,16 +72,20 @@ def card_issue(
     return card
 
 
+def _state_error(card: Card) -> CardStateError:
+    return CardStateError(
+        _("Card %(number)s is %(state)s.")
+        % {"number": card.number, "state": card.get_state_display().lower()}
+    )
+
+
 @transaction.atomic
 def card_bind(*, card: Card, member: Member) -> Card:
     card = Card.objects.select_for_update().get(pk=card.pk)
     if card.member_id and card.member_id != member.pk:
         raise CardStateError(_("Card %(number)s belongs to another member.") % {"number": card.number})
     if card.state in (CardState.BLOCKED, CardState.REPLACED):
-        raise CardStateError(
-            _("Card %(number)s is %(state)s.")
-            % {"number": card.number, "state": card.get_state_display().lower()}
-        )
+        raise _state_error(card)
     card.member = member
     card.save(update_fields=["member"])
     return card
@@ -96,10 +100,7 @@ def card_activate(*, card: Card, channel: str = "") -> Card:
     if card.state == CardState.ACTIVATED:
         return card
     if card.state != CardState.ISSUED:
-        raise CardStateError(
-            _("Card %(number)s is %(state)s.")
-            % {"number": card.number, "state": card.get_state_display().lower()}
-        )
+        raise _state_error(card)
     card.state, card.activated_at = CardState.ACTIVATED, timezone.now()
     card.save(update_fields=["state", "activated_at"])
     member = card.member
@@ -118,10 +119,7 @@ def card_block(*, card: Card, reason: str) -> Card:
 
         raise ValidationError({"reason": _("Give a reason for blocking.")})
     if card.state in (CardState.BLOCKED, CardState.REPLACED):
-        raise CardStateError(
-            _("Card %(number)s is %(state)s.")
-            % {"number": card.number, "state": card.get_state_display().lower()}
-        )
+        raise _state_error(card)
     card.state, card.blocked_at, card.block_reason = CardState.BLOCKED, timezone.now(), reason.strip()
     card.save(update_fields=["state", "blocked_at", "block_reason"])
     event_record(

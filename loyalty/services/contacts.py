@@ -114,16 +114,12 @@ def email_parse(raw: str) -> str:
     try:
         result = validate_email(text, check_deliverability=False)
     except EmailNotValidError as exc:
+        # The validator's own reason is in English: given where the reader reads English.
         if (get_language() or "en").startswith("en"):
-            # The validator's own reason is in English: given where the reader reads it.
-            raise ValidationError(
-                _("%(value)s is not a valid email address: %(reason)s"),
-                code="invalid",
-                params={"value": raw, "reason": str(exc)},
-            ) from exc
-        raise ValidationError(
-            _("%(value)s is not a valid email address."), code="invalid", params={"value": raw}
-        ) from exc
+            message, params = _("%(value)s is not a valid email address: %(reason)s"), {"reason": str(exc)}
+        else:
+            message, params = _("%(value)s is not a valid email address."), {}
+        raise ValidationError(message, code="invalid", params={"value": raw, **params}) from exc
     return result.normalized.lower()
 
 

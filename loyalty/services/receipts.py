@@ -166,6 +166,11 @@ def receipt_record(
     return receipt
 
 
+def receipt_state_error(receipt: Receipt) -> ReceiptStateError:
+    """The refusal of a change the receipt's state does not allow."""
+    return ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display().lower()})
+
+
 @transaction.atomic(savepoint=False)
 def receipt_store(
     *,
@@ -272,7 +277,7 @@ def receipt_confirm(
     if receipt.state == ReceiptState.CONFIRMED and not inserted_confirmed:
         return receipt
     if receipt.state not in (ReceiptState.CALCULATED, ReceiptState.CONFIRMED):
-        raise ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display().lower()})
+        raise receipt_state_error(receipt)
     member = receipt.member
     if (confirm.bonus_payment > 0 or confirm.accruals) and member is None:
         raise ValidationError({"member": _("Bonuses need an identified member.")})
@@ -384,7 +389,7 @@ def receipt_refund(
     if existing is not None:
         return existing
     if receipt.state not in (ReceiptState.CONFIRMED, ReceiptState.PARTLY_REFUNDED):
-        raise ReceiptStateError(_("Receipt is %(state)s.") % {"state": receipt.get_state_display().lower()})
+        raise receipt_state_error(receipt)
     already = sum((r.total for r in receipt.refunds.all()), ZERO)
     remaining = receipt.total - already
     if lines is None:
