@@ -91,15 +91,15 @@ def segment_materialise(segment: Segment) -> SegmentCount:
         cur.execute("DROP TABLE segment_ids")
         added = removed = 0
         if segment.refreshed_at is not None:
+            # What came and went, by grouping the two snapshots' rows by member: linear
+            # whatever the planner believes of the rows just written (an anti-join planned
+            # on stale statistics compared every new row with every old one).
             cur.execute(
-                f"SELECT "
-                f"(SELECT COUNT(*) FROM {table} n WHERE n.segment_id = %s AND n.generation = %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {table} o WHERE o.segment_id = %s AND o.generation = %s "
-                f"AND o.member_id = n.member_id)), "
-                f"(SELECT COUNT(*) FROM {table} o WHERE o.segment_id = %s AND o.generation = %s AND NOT EXISTS "
-                f"(SELECT 1 FROM {table} n WHERE n.segment_id = %s AND n.generation = %s "
-                f"AND n.member_id = o.member_id))",
-                [segment.pk, new, segment.pk, old, segment.pk, old, segment.pk, new],
+                f"SELECT COALESCE(SUM(CASE WHEN x.g = %s THEN 1 ELSE 0 END), 0), "
+                f"COALESCE(SUM(CASE WHEN x.g = %s THEN 1 ELSE 0 END), 0) "
+                f"FROM (SELECT member_id, COUNT(*) AS n, MAX(generation) AS g FROM {table} "
+                f"WHERE segment_id = %s AND generation IN (%s, %s) GROUP BY member_id) x WHERE x.n = 1",
+                [new, old, segment.pk, old, new],
             )
             added, removed = cur.fetchone()
         else:
@@ -396,9 +396,12 @@ def audience_add(audience: TargetAudience, members: QuerySet[Member]) -> int:
     at = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cur:
         cur.execute(
+            # Members already in are skipped by the unique index, row by row: an anti-join
+            # planned on stale statistics of a just-filled audience compared every new row
+            # with every old one. (SQLite needs the WHERE to read the upsert.)
             f"INSERT INTO {table} (audience_id, member_id, added_at) SELECT %s, s.member_pk, %s FROM ({select_sql}) s "
-            f"WHERE NOT EXISTS (SELECT 1 FROM {table} a WHERE a.audience_id = %s AND a.member_id = s.member_pk)",
-            [audience.pk, at, *params, audience.pk],
+            "WHERE TRUE ON CONFLICT (audience_id, member_id) DO NOTHING",
+            [audience.pk, at, *params],
         )
         added = cur.rowcount
     audience_recount(audience)
