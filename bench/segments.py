@@ -148,11 +148,10 @@ RFM_EVENTS = ("loyalty_memberevent", "event_type, member_id, occurred_at, channe
 
 # Which run's figures this database holds, as a comment on the figures' table: a repeated
 # run from the same source measures again without copying them again.
-FIGURES_MARK = "COMMENT ON TABLE segments_memberpurchasestats IS %s"
-
-
 def figures_mark(cur, source: str | None) -> None:
-    cur.execute(FIGURES_MARK, [f"bench figures from {source}" if source else None])
+    # COMMENT takes no parameters: the text as a literal.
+    text = "'" + f"bench figures from {source}".replace("'", "''") + "'" if source else "NULL"
+    cur.execute(f"COMMENT ON TABLE segments_memberpurchasestats IS {text}")
 
 
 def figures_copy(source_url: str, members: int) -> None:
@@ -272,6 +271,13 @@ def main() -> None:
     snapshot = segment_materialise(segment)
     materialise_s = time.perf_counter() - t0
 
+    # The server's settings the figures depend on, printed with them.
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT current_setting('shared_buffers'), current_setting('max_parallel_workers_per_gather')"
+        )
+        shared_buffers, parallel_workers = cur.fetchone()
+
     if not args.json:
         print("Query plan of the count (summary):")
         for line in plan:
@@ -292,6 +298,8 @@ def main() -> None:
             "rfm_first_s": _rounded(rfm_first_s),
             "stats_rebuild_s": _rounded(stats_rebuild_s),
             "figures_from": args.figures_from,
+            "pg_shared_buffers": shared_buffers,
+            "pg_parallel_workers_per_gather": int(parallel_workers),
         },
         args.json,
     )
