@@ -63,6 +63,7 @@ def generate(members: int, per_member: int) -> None:
             "loyalty_statuschange, loyalty_member_preferred_categories, segments_memberrfm, segments_rfmchange, "
             "segments_segmentmember, segments_audiencemember CASCADE"
         )
+        figures_mark(cur, None)  # new members: no figures copied for them yet
     t0 = time.perf_counter()
     demo.members_load(demo.MemberPlan(count=members, seed=11, start_id=1))
     print(f"members: {time.perf_counter() - t0:.1f} s", flush=True)
