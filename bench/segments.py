@@ -18,8 +18,9 @@ receipts a member without loading a hundred million receipts: the per-member fig
 purchases by product group and RFM rows of a smaller run's database (members numbered from
 1, as this benchmark makes them) are copied over this one's members, member ``k`` taking
 those of member ``(k - 1) mod n + 1`` of the smaller run (with the RFM moves it
-journaled); a repeated run from the same source keeps them. The one-off builds and the RFM runs are then not measured (their figures
-print as ``null``).
+journaled); a repeated run from the same source keeps them. The one-off builds and the
+RFM runs are then not measured (their figures print as ``null``). The server's shared
+buffers and parallel workers per query are printed with the figures.
 """
 
 import argparse
