@@ -475,6 +475,34 @@ class RefundOut(serializers.Serializer):
         ref_name = "PosRefund"
 
 
+class ReceiptQuery(serializers.Serializer):
+    point_of_sale = _point_of_sale()
+    external_id = serializers.CharField(
+        max_length=64, help_text=gettext_lazy("The receipt's id at the point of sale.")
+    )
+
+    class Meta:
+        ref_name = "PosReceiptQuery"
+
+
+class RefundSummaryOut(serializers.Serializer):
+    refund_id = serializers.CharField()
+    refunded_at = serializers.DateTimeField()
+    amount = serializers.DecimalField(**MONEY)
+    bonus_restored = serializers.DecimalField(**MONEY)
+    bonus_clawed_back = serializers.DecimalField(**MONEY)
+
+    class Meta:
+        ref_name = "PosRefundSummary"
+
+
+class ReceiptReadOut(ReceiptOut):
+    refunds = RefundSummaryOut(many=True, help_text=gettext_lazy("The receipt's refunds, oldest first."))
+
+    class Meta:
+        ref_name = "PosReceiptRead"
+
+
 # --- balance, cards, members, events -----------------------------------------------------
 class IdentityQuery(serializers.Serializer):
     card = _card()

@@ -395,6 +395,35 @@ class ReceiptConfirm(PosView):
         return Response(confirmation_json(data), status=status.HTTP_201_CREATED)
 
 
+class ReceiptRead(PosView):
+    @extend_schema(
+        tags=TAG_RECEIPTS,
+        operation_id="pos_receipt_read",
+        summary="A receipt as it stands: its state, figures, lines and refunds",
+        description=(
+            "For a till that lost the answer to a confirmation, or checks a sale before "
+            "refunding it. Receipts of another partner's points of sale are not found (404)."
+        ),
+        parameters=[s.ReceiptQuery],
+        responses={200: s.ReceiptReadOut, **problems(*READ_PROBLEMS)},
+    )
+    def get(self, request):
+        v = s.validated(s.ReceiptQuery, request.query_params)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+        receipt = scoping.receipt_get(pos, v["external_id"])
+        refunds = [
+            {
+                "refund_id": refund.external_id,
+                "refunded_at": refund.confirmed_at or refund.purchased_at,
+                "amount": refund.total,
+                "bonus_restored": ZERO - refund.bonus_paid,
+                "bonus_clawed_back": ZERO - refund.bonus_accrued,
+            }
+            for refund in receipt.refunds.order_by("pk")
+        ]
+        return Response(s.ReceiptReadOut({**_receipt_data(receipt, pos), "refunds": refunds}).data)
+
+
 class ReceiptCancel(PosView):
     @extend_schema(
         tags=TAG_RECEIPTS,
