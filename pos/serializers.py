@@ -552,12 +552,9 @@ class BalancesOut(serializers.Serializer):
         ref_name = "PosBalances"
 
 
-class CardIssueIn(serializers.Serializer):
-    point_of_sale = _point_of_sale()
-    number = serializers.CharField(
-        max_length=32, required=False, help_text=gettext_lazy("Leave out to take a new number.")
-    )
-    kind = serializers.ChoiceField(choices=CardKind.choices, default=CardKind.PHYSICAL)
+class CardMemberIn(serializers.Serializer):
+    """The member a card is bound to, by id or by phone (not both)."""
+
     member = serializers.IntegerField(
         required=False,
         min_value=1,
@@ -566,12 +563,31 @@ class CardIssueIn(serializers.Serializer):
     )
     phone = _phone()
 
-    class Meta:
-        ref_name = "PosCardIssueIn"
-
     def validate(self, attrs):
         if attrs.get("member") and attrs.get("phone"):
             raise serializers.ValidationError({"phone": [_("Name the member by id or by phone, not both.")]})
+        return attrs
+
+
+class CardIssueIn(CardMemberIn):
+    point_of_sale = _point_of_sale()
+    number = serializers.CharField(
+        max_length=32, required=False, help_text=gettext_lazy("Leave out to take a new number.")
+    )
+    kind = serializers.ChoiceField(choices=CardKind.choices, default=CardKind.PHYSICAL)
+
+    class Meta:
+        ref_name = "PosCardIssueIn"
+
+
+class CardBindIn(CardMemberIn):
+    class Meta:
+        ref_name = "PosCardBindIn"
+
+    def validate(self, attrs):
+        attrs = super().validate(attrs)
+        if not attrs.get("member") and not attrs.get("phone"):
+            raise serializers.ValidationError({"member": [_("Name the member by id or by phone.")]})
         return attrs
 
 

@@ -10,6 +10,7 @@ urlpatterns = [
     path("pos/receipts/<str:external_id>/refund", views.ReceiptRefund.as_view(), name="pos-receipt-refund"),
     path("pos/balance", views.Balance.as_view(), name="pos-balance"),
     path("pos/cards", views.CardIssue.as_view(), name="pos-cards"),
+    path("pos/cards/<str:number>/bind", views.CardBind.as_view(), name="pos-card-bind"),
     path("pos/cards/<str:number>/activate", views.CardActivate.as_view(), name="pos-card-activate"),
     path("pos/members/lookup", views.MemberLookup.as_view(), name="pos-member-lookup"),
     path("pos/members", views.MemberRegister.as_view(), name="pos-members"),

@@ -612,6 +612,15 @@ class MemberRegister(PosView):
 
 
 # --- cards ------------------------------------------------------------------------------
+def _card_member(request, v: dict) -> Member | None:
+    """The member a card request names by id or by phone (``CardMemberIn``), if any."""
+    if v.get("member"):
+        return scoping.member_get(request.auth, v["member"])
+    if v.get("phone"):
+        return scoping.member_by_phone(request.auth, v["phone"])
+    return None
+
+
 class CardIssue(PosView):
     @extend_schema(
         tags=TAG_CARDS,
@@ -625,11 +634,7 @@ class CardIssue(PosView):
     def post(self, request):
         v = s.validated(s.CardIssueIn, request.data)
         pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
-        member = None
-        if v.get("member"):
-            member = scoping.member_get(request.auth, v["member"])
-        elif v.get("phone"):
-            member = scoping.member_by_phone(request.auth, v["phone"])
+        member = _card_member(request, v)
         number = v.get("number", "")
         if number and not card_services.card_number_valid(number):
             raise ValidationError(
@@ -659,6 +664,31 @@ class CardActivate(PosView):
             else (RegistrationChannel.POINT_OF_SALE)
         )
         card = card_services.card_activate(card=card, channel=channel)
+        return Response(s.CardOut(card).data)
+
+
+class CardBind(PosView):
+    @extend_schema(
+        tags=TAG_CARDS,
+        operation_id="pos_card_bind",
+        summary="Bind an issued card to a registered member",
+        description=(
+            "For a card sold without a member, or a member who registered elsewhere and "
+            "takes a card at the till; activate it afterwards. Binding a card to the member "
+            "it is bound to already answers the card as it is; a card of another member, a "
+            "blocked or replaced card and a blocked member are refused (409)."
+        ),
+        request=s.CardBindIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={200: s.CardOut, **problems(*WRITE_PROBLEMS)},
+    )
+    @idempotent
+    def post(self, request, number: str):
+        v = s.validated(s.CardBindIn, request.data)
+        card = scoping.card_get(request.auth, number)
+        member = _card_member(request, v)
+        _usable(card, member)
+        card = card_services.card_bind(card=card, member=member)
         return Response(s.CardOut(card).data)
 
 
