@@ -282,6 +282,9 @@ SPECTACULAR_SETTINGS = {
 # A point-of-sale request's idempotency claim left by a process that died is taken over
 # after this many seconds.
 POS_IDEMPOTENCY_STALE_SECONDS = env.int("POS_IDEMPOTENCY_STALE_SECONDS", default=300)
+# How long bonuses reserved for a receipt (POST /api/v1/pos/receipts/reserve) stay held
+# when the till neither confirms nor cancels it; then the receipt is cancelled.
+POS_RESERVATION_MINUTES = env.int("POS_RESERVATION_MINUTES", default=30)
 
 # --- the loyalty program --------------------------------------------------------------
 LOYALTY = {

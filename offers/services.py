@@ -336,9 +336,15 @@ def purchase_confirm(
         # Confirmed before, or by a concurrent request with the same receipt id first: its
         # offers' effects are recorded there, not twice.
         return receipt, calc
-    if bonus_payment > 0 and bonus_payment > calc.max_bonus_payment:
+    # Reserved before (``purchase_reserve``): the bonuses held for it are the member's to
+    # pay with here, though the balance no longer shows them.
+    held = ZERO if stored_now else receipt.bonus_paid
+    if not stored_now:
+        _same_receipt(receipt, calc)
+    payable = min(calc.balance + held, calc.result.max_bonus_payment)
+    if bonus_payment > 0 and bonus_payment > payable:
         raise InsufficientBonuses(
-            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
+            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": payable}
         )
     known = calc.ctx.member
     if known is not None and known.id == receipt.member_id:
@@ -357,6 +363,79 @@ def purchase_confirm(
             accruals=False,
         )
     return receipt, calc
+
+
+def _same_receipt(receipt: Receipt, calc: Calculation) -> None:
+    """A reserved receipt is confirmed with the lines it was reserved with: its figures
+    and the bonuses held were worked out from them."""
+    amount = sum((ledger.points(ln.quantity * ln.price) for ln in calc.ctx.lines), ZERO)
+    discount = sum((ledger.points(ln.discount) for ln in calc.ctx.lines), ZERO)
+    if (amount, discount) != (receipt.amount, receipt.discount):
+        raise ValidationError(
+            {
+                "lines": _(
+                    "Receipt %(id)s was reserved with other lines (total %(total)s); confirm it with "
+                    "the same lines, or cancel it and reserve the receipt again under a new id."
+                )
+                % {"id": receipt.external_id, "total": receipt.total}
+            }
+        )
+
+
+@transaction.atomic(savepoint=False)
+def purchase_reserve(
+    *,
+    point_of_sale: PointOfSale,
+    external_id: str,
+    lines: list[LineIn],
+    payments: list[receipts.PaymentInput] = (),
+    card: Card | None = None,
+    member: Member | None = None,
+    bonus_payment: Decimal = ZERO,
+    now: dt.datetime | None = None,
+) -> tuple[Receipt, Calculation, bool]:
+    """The first phase of a two-phase purchase: price the receipt, store it calculated
+    and hold ``bonus_payment`` of the member's bonuses for it, in one transaction. The
+    purchase then ends with ``purchase_confirm`` (same receipt id: the hold becomes the
+    payment, more is drawn or the rest given back) or ``receipts.receipt_cancel`` (the hold
+    goes back); a hold nobody ends lapses (``receipts.receipt_holds_release``). Returns
+    the receipt, its pricing and whether it was stored now (``False``: the receipt id was
+    used before, and that receipt is returned as it is)."""
+    now = now or timezone.now()
+    calc = purchase_calculate(
+        point_of_sale=point_of_sale,
+        lines=lines,
+        payments=[p.method for p in payments],
+        card=card,
+        member=member,
+        now=now,
+    )
+    if bonus_payment > 0 and bonus_payment > calc.max_bonus_payment:
+        raise InsufficientBonuses(
+            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
+        )
+    receipt, stored_now = receipts.receipt_store(
+        point_of_sale=point_of_sale,
+        external_id=external_id,
+        lines=[
+            receipts.LineInput(
+                sku=ln.sku,
+                quantity=ln.quantity,
+                price=ln.price,
+                discount=ln.discount,
+                name=ln.name,
+                product_id=ln.product_id,
+            )
+            for ln in calc.ctx.lines
+        ],
+        payments=list(payments),
+        card=card,
+        member=member,
+        purchased_at=now,
+    )
+    if stored_now:
+        receipts.receipt_hold(receipt=receipt, amount=bonus_payment)
+    return receipt, calc, stored_now
 
 
 def _applications_record(result: Result, *, member, receipt=None, event=None, at=None) -> None:

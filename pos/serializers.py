@@ -456,6 +456,25 @@ class ConfirmOut(ReceiptOut):
         ref_name = "PosConfirmation"
 
 
+class ReserveOut(ConfirmOut):
+    bonus_paid = serializers.DecimalField(
+        **MONEY,
+        help_text=gettext_lazy(
+            "Bonuses held for the receipt: they become the payment when it is confirmed and go back "
+            "when it is cancelled."
+        ),
+    )
+    reserved_until = serializers.DateTimeField(
+        help_text=gettext_lazy(
+            "When the hold lapses if the receipt is neither confirmed nor cancelled: the receipt is "
+            "then cancelled and the bonuses go back."
+        )
+    )
+
+    class Meta:
+        ref_name = "PosReservation"
+
+
 class RefundOut(serializers.Serializer):
     id = serializers.IntegerField()
     refund_id = serializers.CharField()

@@ -5,6 +5,7 @@ from pos import views
 urlpatterns = [
     path("pos/receipts", views.ReceiptRead.as_view(), name="pos-receipt"),
     path("pos/receipts/calculate", views.ReceiptCalculate.as_view(), name="pos-receipt-calculate"),
+    path("pos/receipts/reserve", views.ReceiptReserve.as_view(), name="pos-receipt-reserve"),
     path("pos/receipts/confirm", views.ReceiptConfirm.as_view(), name="pos-receipt-confirm"),
     path("pos/receipts/<str:external_id>/cancel", views.ReceiptCancel.as_view(), name="pos-receipt-cancel"),
     path("pos/receipts/<str:external_id>/refund", views.ReceiptRefund.as_view(), name="pos-receipt-refund"),

@@ -3,8 +3,10 @@ serializer, finds the point of sale, card, member or receipt within the API key'
 partner (``pos.scoping``), calls the loyalty and offers services and renders the result.
 Every change runs under the request's ``Idempotency-Key`` (``pos.idempotency``)."""
 
+import datetime as dt
 from decimal import Decimal
 
+from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
@@ -36,7 +38,7 @@ from loyalty.services.errors import CardStateError, MemberBlocked
 from loyalty.services.events import event_report
 from offers.context import LineIn
 from offers.engine import Result
-from offers.services import Calculation, purchase_calculate, purchase_confirm
+from offers.services import Calculation, purchase_calculate, purchase_confirm, purchase_reserve
 from pos import refunds, scoping
 from pos import serializers as s
 from pos.auth import ApiKeyAuthentication, ApiKeyRateThrottle, HasApiKey
@@ -395,6 +397,64 @@ class ReceiptConfirm(PosView):
         return Response(confirmation_json(data), status=status.HTTP_201_CREATED)
 
 
+def reservation_lapses(receipt: Receipt):
+    """When the hold on a calculated receipt lapses (``receipt_holds_release``)."""
+    return receipt.created_at + dt.timedelta(minutes=settings.POS_RESERVATION_MINUTES)
+
+
+class ReceiptReserve(PosView):
+    @extend_schema(
+        tags=TAG_RECEIPTS,
+        operation_id="pos_receipt_reserve",
+        summary="Reserve a purchase: record the receipt as calculated and hold the bonuses it pays with",
+        description=(
+            "The first phase of a two-phase purchase. Prices the receipt, records it as calculated "
+            "and holds `bonus_payment` of the member's bonuses for it: they leave the available "
+            "balance, so nothing else spends them. Finish with `confirm` (the same receipt id and "
+            "lines: the held bonuses become the payment; a smaller `bonus_payment` gives the rest "
+            "back, a larger one draws more) or `cancel` (the bonuses go back). A reservation "
+            "neither confirmed nor cancelled lapses at `reserved_until` and is cancelled. The "
+            "receipt id is unique per point of sale."
+        ),
+        request=s.ConfirmIn,
+        parameters=[IDEMPOTENCY_KEY_PARAMETER],
+        responses={201: s.ReserveOut, **problems(*WRITE_PROBLEMS, 402)},
+    )
+    @idempotent
+    def post(self, request):
+        v = s.validated(s.ConfirmIn, request.data)
+        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+        card, member = _identify(request, v)
+        _usable(card, member)
+        if v["bonus_payment"] > 0 and member is None:
+            raise ValidationError(
+                {"bonus_payment": [_("Paying with bonuses needs a member's card or phone.")]}
+            )
+        receipt, calc, stored_now = purchase_reserve(
+            point_of_sale=pos,
+            external_id=v["external_id"],
+            lines=_lines_in(v),
+            payments=[receipt_services.PaymentInput(p["method"], p["amount"]) for p in v["payments"]],
+            card=card,
+            member=member,
+            bonus_payment=v["bonus_payment"],
+        )
+        if not stored_now:
+            raise _exists(receipt)
+        currency = _default_currency()
+        default = currency.code if currency else "bonus"
+        data = {
+            **_receipt_data(receipt, pos),
+            "bonuses": _bonuses(calc.result, default),
+            "balance": _balance_after(receipt, currency),
+            "cheque_messages": calc.cheque_messages,
+            "cashier_messages": calc.cashier_messages,
+            "offers": _offers(calc.result, default),
+            "reserved_until": reservation_lapses(receipt),
+        }
+        return Response(s.ReserveOut(data).data, status=status.HTTP_201_CREATED)
+
+
 class ReceiptRead(PosView):
     @extend_schema(
         tags=TAG_RECEIPTS,
@@ -428,8 +488,12 @@ class ReceiptCancel(PosView):
     @extend_schema(
         tags=TAG_RECEIPTS,
         operation_id="pos_receipt_cancel",
-        summary="Cancel a receipt that was calculated but not confirmed",
-        description="A confirmed receipt cannot be cancelled (409): refund it.",
+        summary="Cancel a reserved receipt: the bonuses held for it go back",
+        description=(
+            "Ends a purchase begun with `reserve` without confirming it: the receipt is cancelled "
+            "and the bonuses held for it return to the member's balance. Cancelling again answers "
+            "the cancelled receipt. A confirmed receipt cannot be cancelled (409): refund it."
+        ),
         request=s.PointOfSaleIn,
         parameters=[IDEMPOTENCY_KEY_PARAMETER],
         responses={200: s.ReceiptOut, **problems(*WRITE_PROBLEMS)},

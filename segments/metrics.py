@@ -817,12 +817,13 @@ class ExpiringMetric(Metric):
 class LedgerSumMetric(Metric):
     group = BONUSES
     params = {"period": PERIOD, "currency": CURRENCY}
-    entry_kind: str
+    entry_kind: str | tuple[str, ...]
     sign = 1
 
     def condition(self, op, value, params, now):
         start, end = period_bounds(params.get("period"), now)
-        rows = LedgerEntry.objects.filter(kind=self.entry_kind, **_currency_filter(params, "account__"))
+        kinds = self.entry_kind if isinstance(self.entry_kind, tuple) else (self.entry_kind,)
+        rows = LedgerEntry.objects.filter(kind__in=kinds, **_currency_filter(params, "account__"))
         if start:
             rows = rows.filter(created_at__gte=start)
         if end:
@@ -839,7 +840,9 @@ class AccruedMetric(LedgerSumMetric):
 
 @metrics.register
 class SpentMetric(LedgerSumMetric):
-    key, label, entry_kind, sign = "bonus_spent", _("Bonuses spent"), EntryKind.SPEND, -1
+    # A reservation released (a purchase cancelled) was never spent.
+    key, label, sign = "bonus_spent", _("Bonuses spent"), -1
+    entry_kind = (EntryKind.SPEND, EntryKind.RELEASE)
 
 
 # --- events ----------------------------------------------------------------------------

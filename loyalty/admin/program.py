@@ -35,6 +35,7 @@ from loyalty.models import (
 )
 from loyalty.services.cards import card_activate, card_block, card_issue, card_replace, card_unblock
 from loyalty.services.errors import DomainError
+from loyalty.services.receipts import receipt_cancel
 from loyalty.templatetags.loyalty_tags import money
 
 
@@ -216,6 +217,22 @@ class ReceiptAdmin(CsvExportMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_select_related = ("point_of_sale", "member")
     inlines = [ReceiptLineInline, ReceiptPaymentInline]
     readonly_fields = ("refunds_shown",)
+    actions = ["export_csv", "cancel_reservations"]
+
+    def has_cancel_permission(self, request) -> bool:
+        return request.user.has_perm("loyalty.change_receipt")
+
+    @admin.action(
+        description=_("Cancel selected reserved receipts (their bonuses go back)"), permissions=["cancel"]
+    )
+    def cancel_reservations(self, request, queryset):
+        _each(
+            self,
+            request,
+            queryset,
+            lambda r: receipt_cancel(receipt=r),
+            gettext("%(count)d receipt(s) cancelled; the bonuses reserved for them went back."),
+        )
 
     @admin.display(description=_("total"), ordering="total")
     def total_shown(self, obj: Receipt) -> str:

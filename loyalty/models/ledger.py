@@ -90,6 +90,7 @@ class OperationKind(models.TextChoices):
     ACCRUAL = "accrual", _("Accrual")
     SPEND = "spend", _("Spend")
     REFUND = "refund", _("Refund")
+    RELEASE = "release", _("Reservation released")
     ADJUSTMENT = "adjustment", _("Manual adjustment")
     ACTIVATION = "activation", _("Activation")
     EXPIRY = "expiry", _("Expiry")
@@ -241,6 +242,7 @@ class EntryKind(models.TextChoices):
     SPEND = "spend", _("Spent")
     RESTORE = "restore", _("Restored by refund")
     CLAWBACK = "clawback", _("Taken back by refund")
+    RELEASE = "release", _("Released by a cancelled purchase")
     EXPIRY = "expiry", _("Expired")
     ADJUSTMENT = "adjustment", _("Adjusted by hand")
 

@@ -664,13 +664,15 @@ def bonus_refund(
     source_label: str = "",
     idempotency_key: str | None = None,
     at: dt.datetime | None = None,
+    release: Decimal | None = None,
 ) -> RefundResult:
     """Undo ``share`` (0 < share ≤ 1) of what ``receipt`` did to the ledger: points it
     drew go back into exactly the lots they came from (latest-expiring first for a partial
     refund; a lot that has expired meanwhile gets them back and loses them again at once,
     so they stay expired), and points it accrued are taken back, from its own lots first,
     then from other available points; what cannot be collected is reported, never made
-    negative."""
+    negative. ``release``: instead, give back exactly this many of the points the receipt
+    drew (a hold let go of, wholly or in part) and take nothing back."""
     at = at or timezone.now()
     share = Decimal(share)
     if not (0 < share <= 1):
@@ -686,12 +688,18 @@ def bonus_refund(
             result.operations.append(op)
             continue
         entries = LedgerEntry.objects.filter(operation__receipt=receipt, account_id=account_id)
-        by_kind: dict[str, dict[int, Decimal]] = {EntryKind.SPEND: {}, EntryKind.RESTORE: {}}
+        by_kind: dict[str, dict[int, Decimal]] = {
+            EntryKind.SPEND: {},
+            EntryKind.RESTORE: {},
+            EntryKind.RELEASE: {},
+        }
         for row in (
             entries.filter(kind__in=list(by_kind)).values("kind", "lot_id").annotate(s=Sum("available_delta"))
         ):
             by_kind[row["kind"]][row["lot_id"]] = points(row["s"])
-        spent = {lot_id: -s for lot_id, s in by_kind[EntryKind.SPEND].items()}
+        # What the receipt drew and kept (a reservation's released part was never paid).
+        released = by_kind[EntryKind.RELEASE]
+        spent = {lot_id: -s - released.get(lot_id, ZERO) for lot_id, s in by_kind[EntryKind.SPEND].items()}
         unrestored = {k: v - by_kind[EntryKind.RESTORE].get(k, ZERO) for k, v in spent.items()}
         accrued_lots = set(
             BonusLot.objects.filter(
@@ -705,13 +713,16 @@ def bonus_refund(
             a=Sum("available_delta"), p=Sum("pending_delta")
         )
         already_clawed = -points((clawed["a"] or ZERO) + (clawed["p"] or ZERO))
-        to_restore = min(points(sum(spent.values(), ZERO) * share), sum(unrestored.values(), ZERO))
-        to_claw = min(points(accrued * share), accrued - already_clawed)
+        if release is not None:
+            to_restore, to_claw = min(points(release), sum(unrestored.values(), ZERO)), ZERO
+        else:
+            to_restore = min(points(sum(spent.values(), ZERO) * share), sum(unrestored.values(), ZERO))
+            to_claw = min(points(accrued * share), accrued - already_clawed)
         if to_restore <= 0 and to_claw <= 0:
             continue
         plan = Plan(
             account_id=account_id,
-            kind=OperationKind.REFUND,
+            kind=OperationKind.REFUND if release is None else OperationKind.RELEASE,
             amount=to_restore - to_claw,
             source=Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=source_label, receipt=receipt),
             key=key,
@@ -736,7 +747,7 @@ def bonus_refund(
                 state = LotState(lot.pk, ZERO, ZERO, lot.activates_at, lot.expires_at, is_new_row=True)
                 plan.lots.append(state)
                 open_by_id[lot.pk] = state
-            plan.move(state, EntryKind.RESTORE, available=give)
+            plan.move(state, EntryKind.RESTORE if release is None else EntryKind.RELEASE, available=give)
             if lot.expires_at is not None and lot.expires_at <= at:
                 plan.move(state, EntryKind.EXPIRY, available=-give)
                 result.restored_expired += give

@@ -282,20 +282,23 @@ def receipt_confirm(
     if (confirm.bonus_payment > 0 or confirm.accruals) and member is None:
         raise ValidationError({"member": _("Bonuses need an identified member.")})
     label = _("Receipt %(id)s") % {"id": receipt.external_id}
-    if confirm.bonus_payment > 0:
-        if receipt.card is not None and receipt.card.state != CardState.ACTIVATED:
-            raise CardStateError(_("Bonuses can only be paid with an activated card."))
-        if confirm.bonus_payment > receipt.total:
-            raise ValidationError({"bonus_payment": _("Cannot pay more than the receipt total.")})
+    # A calculated receipt's bonus_paid is what its reservation holds: the payment takes
+    # it, drawing more or giving back the rest.
+    held = receipt.bonus_paid if receipt.state == ReceiptState.CALCULATED else ZERO
+    pay = ledger.points(confirm.bonus_payment) if confirm.bonus_payment > 0 else ZERO
+    if pay > held:
+        _payable(receipt, pay)
         account = ledger.account_get_or_create(member=member)
         spent = ledger.bonus_spend(
             account=account,
-            amount=confirm.bonus_payment,
+            amount=pay - held,
             source=ledger.Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=label, receipt=receipt),
             idempotency_key=f"receipt:{receipt.pk}:spend",
         )
         _available_after(receipt, account.currency_id, spent)
-        receipt.bonus_paid = ledger.points(confirm.bonus_payment)
+    elif pay < held:
+        _hold_release(receipt, held - pay)
+    receipt.bonus_paid = pay
     accrued = ZERO
     for i, accrual in enumerate(confirm.accruals):
         account = _account(member, accrual.currency, confirm.accounts)
@@ -360,17 +363,93 @@ def _available_after(receipt: Receipt, currency_id: int, op) -> None:
         receipt.available_after[currency_id] = available
 
 
+def _payable(receipt: Receipt, amount: Decimal) -> None:
+    """Refuse a payment with bonuses the receipt's card or total does not allow."""
+    if receipt.card is not None and receipt.card.state != CardState.ACTIVATED:
+        raise CardStateError(_("Bonuses can only be paid with an activated card."))
+    if amount > receipt.total:
+        raise ValidationError({"bonus_payment": _("Cannot pay more than the receipt total.")})
+
+
+def _hold_release(receipt: Receipt, amount: Decimal) -> None:
+    """Give ``amount`` of the bonuses held for the receipt back into the lots they came
+    from (a lot that expired meanwhile gets them back expired)."""
+    n = receipt.bonus_operations.count()
+    ledger.bonus_refund(
+        receipt=receipt,
+        release=amount,
+        source_label=_("Receipt %(id)s: reservation released") % {"id": receipt.external_id},
+        idempotency_key=f"receipt:{receipt.pk}:release:{n}",
+    )
+
+
+@transaction.atomic(savepoint=False)
+def receipt_hold(*, receipt: Receipt, amount: Decimal) -> Receipt:
+    """Reserve ``amount`` of the member's bonuses to pay for a calculated receipt: they
+    leave the available balance now (so nothing else spends them) and become the
+    payment when the receipt is confirmed, or go back when it is cancelled or the
+    reservation lapses (``receipt_holds_release``). The caller holds the receipt's row
+    (it inserted it). Joins the caller's transaction without a savepoint of its own."""
+    amount = ledger.points(amount)
+    if amount <= 0:
+        return receipt
+    if receipt.state != ReceiptState.CALCULATED:
+        raise receipt_state_error(receipt)
+    if receipt.member is None:
+        raise ValidationError({"member": _("Bonuses need an identified member.")})
+    _payable(receipt, receipt.bonus_paid + amount)
+    account = ledger.account_get_or_create(member=receipt.member)
+    held = ledger.bonus_spend(
+        account=account,
+        amount=amount,
+        source=ledger.Source(
+            type=SourceType.RECEIPT,
+            id=str(receipt.pk),
+            label=_("Receipt %(id)s: reserved until confirmed") % {"id": receipt.external_id},
+            receipt=receipt,
+        ),
+        idempotency_key=f"receipt:{receipt.pk}:hold:{receipt.bonus_operations.count()}",
+    )
+    _available_after(receipt, account.currency_id, held)
+    receipt.bonus_paid += amount
+    receipt.save(update_fields=["bonus_paid"])
+    return receipt
+
+
 @transaction.atomic
 def receipt_cancel(*, receipt: Receipt) -> Receipt:
-    """Drop a calculated (not yet confirmed) receipt; nothing was moved on the ledger."""
-    receipt = Receipt.objects.select_for_update().get(pk=receipt.pk)
+    """Drop a calculated (not yet confirmed) receipt, giving back the bonuses reserved
+    for it."""
+    receipt = _relations_kept(receipt, Receipt.objects.select_for_update().get(pk=receipt.pk))
     if receipt.state == ReceiptState.CANCELLED:
         return receipt
     if receipt.state != ReceiptState.CALCULATED:
         raise ReceiptStateError(_("Only a calculated receipt can be cancelled; refund a confirmed one."))
-    receipt.state = ReceiptState.CANCELLED
-    receipt.save(update_fields=["state"])
+    if receipt.bonus_paid > 0:
+        _hold_release(receipt, receipt.bonus_paid)
+    receipt.state, receipt.bonus_paid = ReceiptState.CANCELLED, ZERO
+    receipt.save(update_fields=["state", "bonus_paid"])
     return receipt
+
+
+def receipt_holds_release(*, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
+    """Cancel the calculated receipts whose reservation was made more than
+    ``older_than`` ago and never confirmed or cancelled (the till went away), giving their
+    bonuses back. Each receipt in its own short transaction; one a till is confirming
+    right now is left to that till. Returns how many were cancelled."""
+    cutoff = (now or timezone.now()) - older_than
+    stale = Receipt.objects.filter(
+        kind=ReceiptKind.SALE, state=ReceiptState.CALCULATED, bonus_paid__gt=0, created_at__lt=cutoff
+    )
+    released = 0
+    for pk in stale.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=500):
+        with transaction.atomic():
+            receipt = Receipt.objects.select_for_update(skip_locked=True).filter(pk=pk).first()
+            if receipt is None or receipt.state != ReceiptState.CALCULATED:
+                continue
+            receipt_cancel(receipt=receipt)
+            released += 1
+    return released
 
 
 @transaction.atomic

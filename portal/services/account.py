@@ -179,6 +179,10 @@ def movement_reason(entry: LedgerEntry) -> str:
         if receipt:
             return _("Purchase %(number)s returned") % {"number": receipt.external_id}
         return _("Returned purchase")
+    if op.kind == OperationKind.RELEASE:
+        if receipt:
+            return _("Purchase %(number)s cancelled, bonuses returned") % {"number": receipt.external_id}
+        return _("Purchase cancelled, bonuses returned")
     if op.kind == OperationKind.ADJUSTMENT:
         return op.reason or _("Correction by the program's support")
     if op.source_type == SourceType.RECEIPT and receipt:

@@ -117,7 +117,7 @@ def pos_schema(live_server):
     raw["paths"] = {path: ops for path, ops in raw["paths"].items() if path.startswith("/api/v1/pos/")}
     schema = schemathesis.openapi.from_dict(raw)
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 12
+    assert len(operations) == 13
     return operations
 
 
