@@ -283,6 +283,21 @@ def _accrual_inputs(result: Result, now: dt.datetime, source_label: str = "") ->
     return inputs
 
 
+def _priced_lines(calc: Calculation) -> list[receipts.LineInput]:
+    """The receipt's lines as priced, for storing (the context looked the products up)."""
+    return [
+        receipts.LineInput(
+            sku=ln.sku,
+            quantity=ln.quantity,
+            price=ln.price,
+            discount=ln.discount,
+            name=ln.name,
+            product_id=ln.product_id,
+        )
+        for ln in calc.ctx.lines
+    ]
+
+
 @transaction.atomic(savepoint=False)
 def purchase_confirm(
     *,
@@ -315,17 +330,7 @@ def purchase_confirm(
     receipt, stored_now = receipts.receipt_store(
         point_of_sale=point_of_sale,
         external_id=external_id,
-        lines=[
-            receipts.LineInput(
-                sku=ln.sku,
-                quantity=ln.quantity,
-                price=ln.price,
-                discount=ln.discount,
-                name=ln.name,
-                product_id=ln.product_id,  # the context looked the products up
-            )
-            for ln in calc.ctx.lines
-        ],
+        lines=_priced_lines(calc),
         payments=list(payments),
         card=card,
         member=member,
@@ -417,17 +422,7 @@ def purchase_reserve(
     receipt, stored_now = receipts.receipt_store(
         point_of_sale=point_of_sale,
         external_id=external_id,
-        lines=[
-            receipts.LineInput(
-                sku=ln.sku,
-                quantity=ln.quantity,
-                price=ln.price,
-                discount=ln.discount,
-                name=ln.name,
-                product_id=ln.product_id,
-            )
-            for ln in calc.ctx.lines
-        ],
+        lines=_priced_lines(calc),
         payments=list(payments),
         card=card,
         member=member,

@@ -342,6 +342,45 @@ def _refuse_if_confirmed(pos: PointOfSale, external_id: str) -> None:
         raise _exists(receipt)
 
 
+def _purchase(request, v: dict) -> dict:
+    """A confirm or reserve body as ``purchase_confirm`` and ``purchase_reserve`` take it,
+    with the card and member checked as a sale needs them."""
+    pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
+    card, member = _identify(request, v)
+    try:
+        _usable(card, member)
+    except (CardStateError, MemberBlocked):
+        # A till repeating a sale it lost the answer to, after the card or member was
+        # blocked, learns that the sale went through, not that the card is blocked.
+        _refuse_if_confirmed(pos, v["external_id"])
+        raise
+    if v["bonus_payment"] > 0 and member is None:
+        raise ValidationError({"bonus_payment": [_("Paying with bonuses needs a member's card or phone.")]})
+    return {
+        "point_of_sale": pos,
+        "external_id": v["external_id"],
+        "lines": _lines_in(v),
+        "payments": [receipt_services.PaymentInput(p["method"], p["amount"]) for p in v["payments"]],
+        "card": card,
+        "member": member,
+        "bonus_payment": v["bonus_payment"],
+    }
+
+
+def _purchase_data(receipt: Receipt, calc: Calculation, pos: PointOfSale) -> dict:
+    """The receipt as stored, with what its pricing gave and the member's balance after."""
+    currency = _default_currency()
+    default = currency.code if currency else "bonus"
+    return {
+        **_receipt_data(receipt, pos),
+        "bonuses": _bonuses(calc.result, default),
+        "balance": _balance_after(receipt, currency),
+        "cheque_messages": calc.cheque_messages,
+        "cashier_messages": calc.cashier_messages,
+        "offers": _offers(calc.result, default),
+    }
+
+
 class ReceiptConfirm(PosView):
     @extend_schema(
         tags=TAG_RECEIPTS,
@@ -358,42 +397,12 @@ class ReceiptConfirm(PosView):
     )
     @idempotent
     def post(self, request):
-        v = s.validated(s.ConfirmIn, request.data)
-        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
-        card, member = _identify(request, v)
-        try:
-            _usable(card, member)
-        except (CardStateError, MemberBlocked):
-            # A till repeating a sale it lost the answer to, after the card or member was
-            # blocked, learns that the sale went through, not that the card is blocked.
-            _refuse_if_confirmed(pos, v["external_id"])
-            raise
-        if v["bonus_payment"] > 0 and member is None:
-            raise ValidationError(
-                {"bonus_payment": [_("Paying with bonuses needs a member's card or phone.")]}
-            )
-        receipt, calc = purchase_confirm(
-            point_of_sale=pos,
-            external_id=v["external_id"],
-            lines=_lines_in(v),
-            payments=[receipt_services.PaymentInput(p["method"], p["amount"]) for p in v["payments"]],
-            card=card,
-            member=member,
-            bonus_payment=v["bonus_payment"],
-        )
+        purchase = _purchase(request, s.validated(s.ConfirmIn, request.data))
+        receipt, calc = purchase_confirm(**purchase)
         if not calc.confirmed:
             # Confirmed before, or by a concurrent request with another key first.
             raise _exists(receipt)
-        currency = _default_currency()
-        default = currency.code if currency else "bonus"
-        data = {
-            **_receipt_data(receipt, pos),
-            "bonuses": _bonuses(calc.result, default),
-            "balance": _balance_after(receipt, currency),
-            "cheque_messages": calc.cheque_messages,
-            "cashier_messages": calc.cashier_messages,
-            "offers": _offers(calc.result, default),
-        }
+        data = _purchase_data(receipt, calc, purchase["point_of_sale"])
         return Response(confirmation_json(data), status=status.HTTP_201_CREATED)
 
 
@@ -422,34 +431,12 @@ class ReceiptReserve(PosView):
     )
     @idempotent
     def post(self, request):
-        v = s.validated(s.ConfirmIn, request.data)
-        pos = scoping.point_of_sale_get(request.auth, v["point_of_sale"])
-        card, member = _identify(request, v)
-        _usable(card, member)
-        if v["bonus_payment"] > 0 and member is None:
-            raise ValidationError(
-                {"bonus_payment": [_("Paying with bonuses needs a member's card or phone.")]}
-            )
-        receipt, calc, stored_now = purchase_reserve(
-            point_of_sale=pos,
-            external_id=v["external_id"],
-            lines=_lines_in(v),
-            payments=[receipt_services.PaymentInput(p["method"], p["amount"]) for p in v["payments"]],
-            card=card,
-            member=member,
-            bonus_payment=v["bonus_payment"],
-        )
+        purchase = _purchase(request, s.validated(s.ConfirmIn, request.data))
+        receipt, calc, stored_now = purchase_reserve(**purchase)
         if not stored_now:
             raise _exists(receipt)
-        currency = _default_currency()
-        default = currency.code if currency else "bonus"
         data = {
-            **_receipt_data(receipt, pos),
-            "bonuses": _bonuses(calc.result, default),
-            "balance": _balance_after(receipt, currency),
-            "cheque_messages": calc.cheque_messages,
-            "cashier_messages": calc.cashier_messages,
-            "offers": _offers(calc.result, default),
+            **_purchase_data(receipt, calc, purchase["point_of_sale"]),
             "reserved_until": reservation_lapses(receipt),
         }
         return Response(s.ReserveOut(data).data, status=status.HTTP_201_CREATED)

@@ -8,8 +8,10 @@ from decimal import Decimal
 import pytest
 from rest_framework.test import APIClient
 
-from loyalty.models import Partner, PaymentMethod, PaymentMethodKind, PointOfSale, SalesChannel
+from loyalty.models import Card, Partner, PaymentMethod, PaymentMethodKind, PointOfSale, SalesChannel
 from loyalty.services import ledger
+from loyalty.services.cards import card_activate, card_issue
+from loyalty.services.members import member_create
 from offers.models import Offer, OffersState
 from offers.services import offer_save, offer_set_status
 from pos.services import IssuedKey, api_key_create
@@ -67,6 +69,16 @@ def world(db) -> World:
     # Seeded by a migration; a transactional test's flush before this one removes it.
     OffersState.objects.get_or_create(pk=1)
     return World(partner, hyper, online, other, other_store)
+
+
+def activated_card(point_of_sale: PointOfSale, *, phone: str, first_name: str = "Ольга", bonuses=0) -> Card:
+    """An activated card of a new member with ``bonuses`` available."""
+    member = member_create(first_name=first_name, phone=phone)
+    card = card_activate(card=card_issue(member=member, point_of_sale=point_of_sale))
+    if bonuses:
+        account = ledger.account_get_or_create(member=member)
+        ledger.bonus_accrue(account=account, amount=Decimal(bonuses), source=ledger.Source(type="operator"))
+    return card
 
 
 def offer_make(event: str, rule: dict, name: str) -> Offer:

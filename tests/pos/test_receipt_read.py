@@ -4,11 +4,8 @@ before refunding; another partner's tills do not find it."""
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
-from loyalty.services.cards import card_issue
-from loyalty.services.members import member_create
-from tests.pos.conftest import get, post
+from tests.pos.conftest import activated_card, get, post
 
 LINES = [
     {"sku": "COFFEE", "quantity": "2", "price": "500.00"},
@@ -18,11 +15,7 @@ LINES = [
 
 @pytest.fixture
 def card(world):
-    member = member_create(first_name="Ольга", phone="+79161230000")
-    card = card_issue(member=member, point_of_sale=world.online)
-    card.state, card.activated_at = "activated", timezone.now()
-    card.save()
-    return card
+    return activated_card(world.online, phone="+79161230000")
 
 
 def confirm(api, card):

@@ -11,14 +11,11 @@ from django.utils import timezone, translation
 from django_celery_beat.models import PeriodicTask
 
 from loyalty.models import BonusAccount, EntryKind, LedgerEntry, Member, OperationKind, Receipt
-from loyalty.services import ledger
-from loyalty.services.cards import card_issue
-from loyalty.services.members import member_create
 from loyalty.services.receipts import receipt_holds_release
 from portal.services.account import movement_reason
 from segments.rules import rule_q
 from tests.loyalty.test_admin import login_as
-from tests.pos.conftest import client_for, post
+from tests.pos.conftest import activated_card, client_for, post
 from tests.pos.test_idempotency import run_in_threads
 
 LINES = [
@@ -29,13 +26,7 @@ LINES = [
 
 @pytest.fixture
 def card(world):
-    member = member_create(first_name="Ольга", phone="+79161230000")
-    card = card_issue(member=member, point_of_sale=world.online)
-    card.state, card.activated_at = "activated", timezone.now()
-    card.save()
-    account = ledger.account_get_or_create(member=member)
-    ledger.bonus_accrue(account=account, amount=Decimal("300"), source=ledger.Source(type="operator"))
-    return card
+    return activated_card(world.online, phone="+79161230000", bonuses=300)
 
 
 def available(card) -> Decimal:
