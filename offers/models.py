@@ -270,3 +270,60 @@ class OfferApplication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.offer} @ {self.at:%Y-%m-%d}"
+
+
+class OfferReach(models.Model):
+    """How many receipts and members an offer has touched and what it gave, rolled up
+    set-wise from ``OfferApplication`` every few minutes (``offers.reach``), so the offer
+    list reads one row per offer instead of counting every application it ever made."""
+
+    offer = models.OneToOneField(
+        Offer, models.CASCADE, primary_key=True, related_name="reach", verbose_name=_("offer")
+    )
+    receipts = models.BigIntegerField(_("receipts"), default=0)
+    members = models.BigIntegerField(_("members"), default=0)
+    discount = models.DecimalField(_("discount given"), max_digits=18, decimal_places=2, default=0)
+    bonus = models.DecimalField(_("bonuses given"), max_digits=18, decimal_places=2, default=0)
+
+    class Meta:
+        verbose_name = _("offer reach")
+        verbose_name_plural = _("offer reach")
+
+    def __str__(self) -> str:
+        return f"{self.offer_id}: {self.receipts} / {self.members}"
+
+
+class OfferMember(models.Model):
+    """A member an offer has touched, once per pair: what the reach's member count
+    counts. ``run`` is the roll-up that found the pair first."""
+
+    offer = models.ForeignKey(Offer, models.CASCADE, db_index=False, verbose_name=_("offer"))
+    member = models.ForeignKey(
+        "loyalty.Member", models.CASCADE, db_constraint=False, db_index=False, verbose_name=_("member")
+    )
+    run = models.BigIntegerField(_("roll-up"))
+
+    class Meta:
+        verbose_name = _("member reached by an offer")
+        verbose_name_plural = _("members reached by offers")
+        constraints = [models.UniqueConstraint(fields=["offer", "member"], name="offer_member_once")]
+        indexes = [models.Index(fields=["run", "offer"], name="offer_member_run")]
+
+    def __str__(self) -> str:
+        return f"{self.offer_id}: {self.member_id}"
+
+
+class ReachClock(models.Model):
+    """One row: the roll-up's place in ``OfferApplication`` (every application with an id
+    up to ``counted_up_to`` is counted) and how many roll-ups ran."""
+
+    counted_up_to = models.BigIntegerField(_("counted up to"), default=0)
+    runs = models.BigIntegerField(_("roll-ups"), default=0)
+    refreshed_at = models.DateTimeField(_("refreshed at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("offer reach clock")
+        verbose_name_plural = _("offer reach clock")
+
+    def __str__(self) -> str:
+        return f"up to {self.counted_up_to}"

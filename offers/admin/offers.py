@@ -7,14 +7,16 @@ import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from loyalty.admin.mixins import CsvExportMixin, EventTypeFilter
+from loyalty.templatetags.loyalty_tags import money, points
 from offers.admin.builder import (
     SettingsForm,
     SimulationForm,
@@ -24,7 +26,8 @@ from offers.admin.builder import (
     structure_of,
 )
 from offers.catalog import offer_actions, offer_events, offer_filters
-from offers.models import Counter, Offer, OfferStatus, OfferVersion
+from offers.models import Counter, Offer, OfferReach, OfferStatus, OfferVersion
+from offers.reach import reach_refreshed_at
 from offers.services import TRANSITIONS, offer_save, offer_set_status
 
 
@@ -49,6 +52,8 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
         "priority",
         "receipts",
         "members",
+        "discount_given",
+        "bonus_given",
         "builder_link",
     )
     list_filter = ("status", EventTypeFilter)
@@ -57,15 +62,24 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
     fields = ("name", "description", "status", "version", "rules_summary")
     inlines = [OfferVersionInline]
 
-    def get_queryset(self, request):
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                receipts_count=Count("applications__receipt", distinct=True),
-                members_count=Count("applications__member", distinct=True),
-            )
+    list_select_related = ("reach",)
+
+    def changelist_view(self, request, extra_context=None):
+        refreshed = reach_refreshed_at()
+        subtitle = (
+            _("Receipts, members, discount and bonuses as of %(time)s; counted every five minutes.")
+            % {"time": date_format(timezone.localtime(refreshed), "DATETIME_FORMAT")}
+            if refreshed
+            else _("Receipts, members, discount and bonuses are counted every five minutes.")
         )
+        return super().changelist_view(request, {"subtitle": subtitle, **(extra_context or {})})
+
+    @staticmethod
+    def _reach(obj) -> OfferReach:
+        try:
+            return obj.reach
+        except OfferReach.DoesNotExist:
+            return OfferReach()
 
     @admin.display(description=gettext_lazy("event"))
     def event_label(self, obj):
@@ -79,13 +93,21 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
         end = obj.ends_at.strftime("%Y-%m-%d") if obj.ends_at else "…"
         return f"{start} – {end}"
 
-    @admin.display(description=gettext_lazy("receipts"), ordering="receipts_count")
+    @admin.display(description=gettext_lazy("receipts"), ordering="reach__receipts")
     def receipts(self, obj):
-        return obj.receipts_count
+        return self._reach(obj).receipts
 
-    @admin.display(description=gettext_lazy("members"), ordering="members_count")
+    @admin.display(description=gettext_lazy("members"), ordering="reach__members")
     def members(self, obj):
-        return obj.members_count
+        return self._reach(obj).members
+
+    @admin.display(description=gettext_lazy("discount given"), ordering="reach__discount")
+    def discount_given(self, obj):
+        return money(self._reach(obj).discount)
+
+    @admin.display(description=gettext_lazy("bonuses given"), ordering="reach__bonus")
+    def bonus_given(self, obj):
+        return points(self._reach(obj).bonus)
 
     @admin.display(description="")
     def builder_link(self, obj):
