@@ -1,7 +1,8 @@
 """Index operations for tables the program writes while it runs (the member event
 journal): on PostgreSQL the index is built and dropped ``CONCURRENTLY``, so tills and
 workers keep writing while a migration builds it over millions of rows; other databases
-build it the plain way. A migration using them sets ``atomic = False``."""
+build it the plain way. A migration using them sets ``atomic = False``. Also the seeding
+of a periodic task, which several apps' migrations do alike."""
 
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
 from django.db import migrations
@@ -28,3 +29,19 @@ class AddIndexOnline(_ConcurrentlyOnPostgres, AddIndexConcurrently):
 
 class RemoveIndexOnline(_ConcurrentlyOnPostgres, RemoveIndexConcurrently):
     plain = migrations.RemoveIndex
+
+
+def interval_task_seeder(*, name: str, task: str, every: int, period: str = "minutes"):
+    """A migration's forwards and backwards functions that add (and remove) a periodic
+    task running ``task`` every ``every`` ``period`` (editable in the admin afterwards)."""
+
+    def forwards(apps, schema_editor):
+        IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
+        PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+        schedule, _ = IntervalSchedule.objects.get_or_create(every=every, period=period)
+        PeriodicTask.objects.get_or_create(name=name, defaults={"task": task, "interval": schedule})
+
+    def backwards(apps, schema_editor):
+        apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(task=task).delete()
+
+    return forwards, backwards

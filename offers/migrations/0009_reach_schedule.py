@@ -4,20 +4,9 @@ first run counts everything made before)."""
 
 from django.db import migrations
 
+from loyalty.migration_ops import interval_task_seeder
 
-def forwards(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    schedule, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name="Offer reach roll-up",
-        defaults={"task": "offers.tasks.refresh_offer_reach", "interval": schedule},
-    )
-
-
-def backwards(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(task="offers.tasks.refresh_offer_reach").delete()
+forwards, backwards = interval_task_seeder(name="Offer reach roll-up", task="offers.tasks.refresh_offer_reach", every=5)
 
 
 class Migration(migrations.Migration):

@@ -3,20 +3,9 @@ admin under Periodic tasks)."""
 
 from django.db import migrations
 
+from loyalty.migration_ops import interval_task_seeder
 
-def forwards(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    schedule, _ = IntervalSchedule.objects.get_or_create(every=5, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name="Lapsed bonus reservations release",
-        defaults={"task": "pos.tasks.release_lapsed_reservations", "interval": schedule},
-    )
-
-
-def backwards(apps, schema_editor):
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    PeriodicTask.objects.filter(task="pos.tasks.release_lapsed_reservations").delete()
+forwards, backwards = interval_task_seeder(name="Lapsed bonus reservations release", task="pos.tasks.release_lapsed_reservations", every=5)
 
 
 class Migration(migrations.Migration):
