@@ -517,6 +517,13 @@ class RefundSummaryOut(serializers.Serializer):
 
 class ReceiptReadOut(ReceiptOut):
     refunds = RefundSummaryOut(many=True, help_text=gettext_lazy("The receipt's refunds, oldest first."))
+    reserved_until = serializers.DateTimeField(
+        allow_null=True,
+        help_text=gettext_lazy(
+            "A reserved receipt (state calculated): when its hold lapses unless it is confirmed or "
+            "cancelled; otherwise null."
+        ),
+    )
 
     class Meta:
         ref_name = "PosReceiptRead"

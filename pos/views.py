@@ -468,7 +468,13 @@ class ReceiptRead(PosView):
             }
             for refund in receipt.refunds.order_by("pk")
         ]
-        return Response(s.ReceiptReadOut({**_receipt_data(receipt, pos), "refunds": refunds}).data)
+        calculated = receipt.state == ReceiptState.CALCULATED
+        data = {
+            **_receipt_data(receipt, pos),
+            "refunds": refunds,
+            "reserved_until": reservation_lapses(receipt) if calculated else None,
+        }
+        return Response(s.ReceiptReadOut(data).data)
 
 
 class ReceiptCancel(PosView):

@@ -15,7 +15,7 @@ from loyalty.services.receipts import receipt_holds_release
 from portal.services.account import movement_reason
 from segments.rules import rule_q
 from tests.loyalty.test_admin import login_as
-from tests.pos.conftest import activated_card, client_for, post
+from tests.pos.conftest import activated_card, client_for, get, post
 from tests.pos.test_idempotency import run_in_threads
 
 LINES = [
@@ -62,6 +62,13 @@ def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(w
     assert reserved["balance"] == "100.00" and available(card) == Decimal("100")
     lapses = dt.datetime.fromisoformat(reserved["reserved_until"])
     assert dt.timedelta(minutes=29) < lapses - timezone.now() <= dt.timedelta(minutes=30)
+    # and a till that lost the answer reads the same reservation back
+    read = get(api, "receipts", point_of_sale="hyper-1", external_id="H-1").json()
+    assert (read["state"], read["bonus_paid"], read["reserved_until"]) == (
+        "calculated",
+        "200.00",
+        reserved["reserved_until"],
+    )
     # and another purchase cannot spend them meanwhile
     other = post(api, "receipts/confirm", body(card, external_id="H-2", bonus_payment="150.00"))
     assert (other.status_code, other.json()["code"]) == (402, "insufficient_bonuses")
@@ -74,6 +81,7 @@ def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(w
     receipt = Receipt.objects.get(external_id="H-1")
     assert receipt.id == reserved["id"]
     assert list(receipt.bonus_operations.values_list("kind", flat=True)) == [OperationKind.SPEND]
+    assert get(api, "receipts", point_of_sale="hyper-1", external_id="H-1").json()["reserved_until"] is None
 
 
 @pytest.mark.parametrize(
