@@ -21,6 +21,8 @@ from loyalty.models import (
     Member,
     MemberEvent,
     Receipt,
+    ReceiptKind,
+    ReceiptState,
 )
 from loyalty.prepared import PreparedRead
 from loyalty.services.contacts import phone_search_key
@@ -106,15 +108,26 @@ class Balance:
     expiring_days: int
     next_expiry: dt.datetime | None
     next_activation: dt.datetime | None
+    # Held for purchases a till reserved and has not confirmed or cancelled yet (already
+    # out of ``available``).
+    reserved: Decimal = ZERO
 
 
 def member_balances(
     *, member: Member, expiring_days: int = 30, now: dt.datetime | None = None
 ) -> list[Balance]:
-    """Available, pending and soon-expiring points per currency (two queries)."""
+    """Available, pending, soon-expiring and reserved points per currency (three
+    queries)."""
     now = now or timezone.now()
     horizon = now + dt.timedelta(days=expiring_days)
     accounts = list(BonusAccount.objects.filter(member=member).select_related("currency"))
+    # Reservations hold the default currency (receipts.receipt_hold).
+    reserved = (
+        Receipt.objects.filter(
+            member=member, kind=ReceiptKind.SALE, state=ReceiptState.CALCULATED, bonus_paid__gt=0
+        ).aggregate(s=Sum("bonus_paid"))["s"]
+        or ZERO
+    )
     soon = {
         row["account_id"]: row
         for row in LotRemainder.objects.filter(account__in=accounts)
@@ -139,6 +152,7 @@ def member_balances(
                 expiring_days=expiring_days,
                 next_expiry=row.get("next_expiry"),
                 next_activation=row.get("next_activation"),
+                reserved=reserved if account.currency.is_default else ZERO,
             )
         )
     return out

@@ -565,6 +565,12 @@ class BalanceOut(serializers.Serializer):
     expiring_days = serializers.IntegerField()
     next_expiry = serializers.DateTimeField(allow_null=True)
     next_activation = serializers.DateTimeField(allow_null=True)
+    reserved = serializers.DecimalField(
+        **MONEY,
+        help_text=gettext_lazy(
+            "Held for reserved purchases not yet confirmed or cancelled (not in `available`)."
+        ),
+    )
 
     class Meta:
         ref_name = "PosBalance"

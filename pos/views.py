@@ -570,6 +570,7 @@ class Balance(PosView):
                 "expiring_days": b.expiring_days,
                 "next_expiry": b.next_expiry,
                 "next_activation": b.next_activation,
+                "reserved": b.reserved,
             }
             for b in rows
         ]
@@ -586,6 +587,7 @@ class Balance(PosView):
                     "expiring_days": v["expiring_days"],
                     "next_expiry": None,
                     "next_activation": None,
+                    "reserved": ZERO,
                 },
             )
         return Response(s.BalancesOut({"member": member.pk, "balances": balances}).data)

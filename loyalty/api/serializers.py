@@ -93,6 +93,11 @@ class BalanceOut(serializers.Serializer):
     expiring_days = serializers.IntegerField()
     next_expiry = serializers.DateTimeField(allow_null=True)
     next_activation = serializers.DateTimeField(allow_null=True)
+    reserved = serializers.DecimalField(
+        max_digits=14,
+        decimal_places=2,
+        help_text="Held for purchases a till reserved and has not confirmed or cancelled (not in available).",
+    )
 
 
 class LedgerEntryOut(serializers.ModelSerializer):

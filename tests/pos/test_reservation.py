@@ -50,7 +50,9 @@ def reserve(api, card, **kw):
     return answer.json()
 
 
-def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(world, seed_offers, api, card):
+def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(
+    world, seed_offers, api, card, admin_client
+):
     # when a hypermarket till reserves a receipt of 1,050 (945 after 10 %) paying 200
     reserved = reserve(api, card)
     # then the receipt is recorded as calculated, the 200 held and gone from the balance
@@ -69,6 +71,12 @@ def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(w
         "200.00",
         reserved["reserved_until"],
     )
+    # and the balance tells the held bonuses apart, to the till, the member app and the back office
+    (balance,) = get(api, "balance", card=card.number).json()["balances"]
+    assert (balance["available"], balance["reserved"]) == ("100.00", "200.00")
+    assert admin_client.get(f"/api/v1/members/{card.member_id}/balance/").json()[0]["reserved"] == "200.00"
+    page = admin_client.get(f"/admin/loyalty/member/{card.member_id}/change/").content.decode()
+    assert 'data-testid="reserved">reserved for purchases in progress: 200.00<' in page
     # and another purchase cannot spend them meanwhile
     other = post(api, "receipts/confirm", body(card, external_id="H-2", bonus_payment="150.00"))
     assert (other.status_code, other.json()["code"]) == (402, "insufficient_bonuses")
@@ -82,6 +90,7 @@ def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(w
     assert receipt.id == reserved["id"]
     assert list(receipt.bonus_operations.values_list("kind", flat=True)) == [OperationKind.SPEND]
     assert get(api, "receipts", point_of_sale="hyper-1", external_id="H-1").json()["reserved_until"] is None
+    assert get(api, "balance", card=card.number).json()["balances"][0]["reserved"] == "0.00"
 
 
 @pytest.mark.parametrize(
