@@ -3,10 +3,11 @@
 The first request with a key claims it by inserting its record (``ON CONFLICT DO
 NOTHING``) as the first statement of the transaction that does the work; the rendered
 response is stored in the same transaction and the record marked ``done``, so the
-ledger and the record commit together, in one commit. A concurrent request with the
-same key waits on the record's unique index until the first one ends: when it
-committed, the repeat gets the stored response back byte for byte (same status, same
-body); when it rolled back (the work failed), the repeat claims the key and does the
+ledger and the record commit together, in one commit. A repeat while the first request
+still runs is answered 409 at once (on PostgreSQL the claim takes the key's advisory
+lock without waiting; it is held until the first request's transaction ends). A repeat
+after it committed gets the stored response back byte for byte (same status, same
+body); after it rolled back (the work failed), the repeat claims the key and does the
 work. The same key with a different method, path or body is refused with 422. An
 ``in_progress`` record that was committed (by a version that claimed keys in a
 transaction of their own) answers 409 until it is ``POS_IDEMPOTENCY_STALE_SECONDS`` old,
@@ -46,7 +47,8 @@ IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     description=(
         "A key the client makes up for this operation (a UUID, say), 1-128 visible ASCII "
         "characters. Repeating the request with the same key returns the first response "
-        "unchanged instead of doing the operation again."
+        "unchanged instead of doing the operation again; a repeat while the first is still "
+        "running is answered 409 `idempotency_in_progress`."
     ),
 )
 
@@ -117,10 +119,43 @@ def _earlier(api_key: ApiKey, key: str, fp: Fingerprint) -> HttpResponse | None:
     raise IdempotencyInProgress(_("Repeat the request once the first one has finished."))
 
 
-def _claim(api_key: ApiKey, key: str, fp: Fingerprint) -> IdempotencyRecord | None:
-    """Insert the key's record, ``in_progress``, or ``None`` when the key is taken. A
-    concurrent claim of the same key waits for the first one's transaction: committed,
-    the key is taken; rolled back, this claim gets it."""
+BUSY = object()  # _claim: a request with this key is running right now
+_CLAIM_SQL: dict[str, tuple[str, list]] = {}
+
+
+def _lock_id(api_key: ApiKey, key: str) -> int:
+    """The key's transaction-scoped advisory lock: 64 bits of a hash of (API key, key)."""
+    digest = hashlib.blake2b(f"{api_key.pk}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _claim_sql(connection) -> tuple[str, list]:
+    """``INSERT`` of the record, run only when the key's advisory lock is free, in one
+    statement that answers (got the lock, the new record's id or NULL): written once per
+    process."""
+    cached = _CLAIM_SQL.get(connection.alias)
+    if cached is None:
+        meta, quote = IdempotencyRecord._meta, connection.ops.quote_name
+        fields = [f for f in meta.concrete_fields if not f.primary_key]
+        cached = _CLAIM_SQL[connection.alias] = (
+            "WITH lock AS (SELECT pg_try_advisory_xact_lock(%s) AS got), "
+            f"claim AS (INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"SELECT {', '.join(['%s'] * len(fields))} FROM lock WHERE lock.got "
+            f"ON CONFLICT ({quote(meta.get_field('api_key').column)}, {quote(meta.get_field('key').column)}) "
+            f"DO NOTHING RETURNING {quote(meta.pk.column)}) "
+            "SELECT lock.got, (SELECT * FROM claim) FROM lock",
+            fields,
+        )
+    return cached
+
+
+def _claim(api_key: ApiKey, key: str, fp: Fingerprint):
+    """Insert the key's record, ``in_progress``; ``None`` when the key is taken (by a
+    request that has finished: its answer is stored, or it failed and let go of the key);
+    ``BUSY`` when a request with the key is running right now. On PostgreSQL the claim
+    takes the key's advisory lock without waiting, so a repeat that arrives while the
+    first runs is answered at once instead of holding a worker until the first ends;
+    elsewhere (one writer at a time) a repeat waits for the first."""
     record = IdempotencyRecord(
         api_key=api_key,
         key=key,
@@ -129,7 +164,21 @@ def _claim(api_key: ApiKey, key: str, fp: Fingerprint) -> IdempotencyRecord | No
         body_hash=fp.body_hash,
         created_at=timezone.now(),
     )
-    return record if insert_unless_exists(record, unique_fields=("api_key", "key")) else None
+    connection = connections["default"]
+    if connection.vendor != "postgresql":
+        return record if insert_unless_exists(record, unique_fields=("api_key", "key")) else None
+    sql, fields = _claim_sql(connection)
+    values = [f.get_db_prep_save(f.pre_save(record, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [_lock_id(api_key, key), *values])
+        got, pk = cursor.fetchone()
+    if not got:
+        return BUSY
+    if pk is None:
+        return None
+    record.pk = pk
+    record._state.adding, record._state.db = False, connection.alias
+    return record
 
 
 _STORE_SQL: dict[str, str] = {}
@@ -176,6 +225,8 @@ def idempotent(handler):
         for _attempt in range(3):
             with transaction.atomic():
                 record = _claim(request.auth, key, fp)
+                if record is BUSY:
+                    raise IdempotencyInProgress(_("Repeat the request once the first one has finished."))
                 if record is not None:
                     response = handler(view, request, *args, **kwargs)
                     response = view.finalize_response(request, response, *args, **kwargs)

@@ -203,10 +203,11 @@ def test_ten_parallel_repeats_of_one_confirm_have_one_effect(world, seed_offers,
 
     outcomes = run_in_threads(10, send)
     assert all(not isinstance(o, Exception) for o in outcomes), outcomes
-    # the repeats wait for the first and get its answer: no "in progress" refusals
+    # each repeat is told the first is still running, or (once it has committed) gets its
+    # answer: the same bytes
     created = [o for o in outcomes if o[0] == 201]
-    assert len(created) == 10, outcomes
-    assert len({content for _status, content, _code in created}) == 1
+    assert created and len({content for _status, content, _code in created}) == 1
+    assert all(o[0] == 201 or (o[0], o[2]) == (409, "idempotency_in_progress") for o in outcomes), outcomes
     # exactly one receipt, one spend, one accrual; the balance moved once
     assert Receipt.objects.count() == 1
     assert BonusOperation.objects.filter(kind="spend").count() == 1
@@ -216,6 +217,48 @@ def test_ten_parallel_repeats_of_one_confirm_have_one_effect(world, seed_offers,
     # a later repeat replays the same bytes
     replay = post(client_for(key), "receipts/confirm", body, idempotency_key="same-key")
     assert replay.content == created[0][1]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_repeat_while_the_first_runs_is_answered_409_at_once(world, seed_offers, card, key, monkeypatch):
+    from pos import views
+
+    inside, release = threading.Event(), threading.Event()
+    confirm = views.purchase_confirm
+
+    def slow_confirm(**kwargs):
+        inside.set()  # the first request holds its key's claim from here
+        assert release.wait(30)
+        return confirm(**kwargs)
+
+    monkeypatch.setattr(views, "purchase_confirm", slow_confirm)
+    body = confirm_body(card)
+    first: list = []
+
+    def send_first():
+        try:
+            first.append(post(client_for(key), "receipts/confirm", body, idempotency_key="k-slow"))
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=send_first)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        # while the first request is inside its transaction, the repeat does not wait for it
+        repeat = post(client_for(key), "receipts/confirm", body, idempotency_key="k-slow")
+        assert (repeat.status_code, repeat.json()["code"]) == (409, "idempotency_in_progress")
+        assert not first  # the first is still running
+    finally:
+        release.set()
+        thread.join(60)
+    assert first[0].status_code == 201
+    monkeypatch.undo()
+    # once it has committed, a repeat gets its answer
+    again = post(client_for(key), "receipts/confirm", body, idempotency_key="k-slow")
+    assert (again.status_code, again.content) == (201, first[0].content)
+    assert Receipt.objects.count() == 1
 
 
 @pytest.mark.postgres
