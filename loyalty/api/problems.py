@@ -13,7 +13,7 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
-from loyalty.services.errors import DomainError
+from loyalty.services.errors import TAKEN, DomainError
 
 
 def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
@@ -66,11 +66,28 @@ def _title(code: str, status_code: int) -> str:
     return str(titles.get(code) or HTTPStatus(status_code).phrase)
 
 
+def _all_taken(exc: DjangoValidationError) -> bool:
+    """Every field the error refuses is refused as another record's value."""
+    if not hasattr(exc, "error_dict") or not exc.error_dict:
+        return False
+    return all(error.code == TAKEN for errors in exc.error_dict.values() for error in errors)
+
+
 def problem_exception_handler(exc, context):
     if isinstance(exc, DomainError):
         return problem(exc.http_status, exc.code, str(exc.title), str(exc), **exc.extra)
     if isinstance(exc, DjangoValidationError):
         detail = exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        if _all_taken(exc):
+            errors = _flatten(detail)
+            field, messages = next(iter(errors.items()))
+            return problem(
+                status.HTTP_409_CONFLICT,
+                TAKEN,
+                _("The value belongs to another record."),
+                f"{field}: {messages[0]}",
+                errors=errors,
+            )
         exc = exceptions.ValidationError(detail)
     if isinstance(exc, Http404):
         return problem(404, "not_found", _("Not found."))

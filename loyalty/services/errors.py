@@ -1,5 +1,9 @@
 from django.utils.translation import gettext_lazy as _
 
+# The code of a field's ValidationError when the value is another record's (a phone of
+# another member): the APIs answer 409 ``taken`` when every refused field is taken.
+TAKEN = "taken"
+
 
 class DomainError(Exception):
     """A business rule refused the operation. ``code`` is stable (API clients switch on

@@ -22,7 +22,7 @@ from loyalty.models import (
     StatusChange,
 )
 from loyalty.services.contacts import ContactData, contacts_normalise
-from loyalty.services.errors import DomainError
+from loyalty.services.errors import TAKEN, DomainError
 from loyalty.services.events import event_record
 
 REFERRAL_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -155,7 +155,7 @@ def _profile_check(member: Member, data: ContactData) -> None:
     except ValidationError as exc:
         errors.update(exc.message_dict)
     if data.phone and Member.objects.filter(phone=data.phone).exclude(pk=member.pk).exists():
-        errors["phone"] = _("This phone number belongs to another member.")
+        errors["phone"] = ValidationError(_("This phone number belongs to another member."), code=TAKEN)
     if errors:
         raise ValidationError(errors)
 

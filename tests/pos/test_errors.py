@@ -238,8 +238,12 @@ def test_an_event_time_far_from_now_is_refused(world, api, card, when):
 
 
 def test_registration_errors_name_the_field(world, api, card):
-    body = problem(post(api, "members", {"phone": "+79161234567"}), 400, "invalid")
-    assert set(body["errors"]) == {"phone"}  # belongs to another member
+    # a phone of another member is a conflict with what exists, naming the field
+    body = problem(post(api, "members", {"phone": "+79161234567"}), 409, "taken")
+    assert body["errors"] == {"phone": ["This phone number belongs to another member."]}
+    # with another field wrong as well, the request is invalid first
+    body = problem(post(api, "members", {"phone": "+79161234567", "email": "not-an-email"}), 400, "invalid")
+    assert set(body["errors"]) == {"phone", "email"}
     body = problem(post(api, "members", {"phone": "12", "consents": {"pigeon": True}}), 400, "invalid")
     assert set(body["errors"]) == {"consents"}
     problem(post(api, "members", {"phone": "+79161112233", "card": card.number}), 409, "card_state")
