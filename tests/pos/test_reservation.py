@@ -15,6 +15,7 @@ from loyalty.services.receipts import receipt_holds_release
 from portal.services.account import movement_reason
 from segments.rules import rule_q
 from tests.loyalty.test_admin import login_as
+from tests.portal.test_pages import signed_in
 from tests.pos.conftest import activated_card, client_for, get, post
 from tests.pos.test_idempotency import run_in_threads
 
@@ -51,7 +52,7 @@ def reserve(api, card, **kw):
 
 
 def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(
-    world, seed_offers, api, card, admin_client
+    world, seed_offers, api, card, admin_client, client
 ):
     # when a hypermarket till reserves a receipt of 1,050 (945 after 10 %) paying 200
     reserved = reserve(api, card)
@@ -77,6 +78,8 @@ def test_a_reservation_holds_the_bonuses_until_the_confirmation_pays_with_them(
     assert admin_client.get(f"/api/v1/members/{card.member_id}/balance/").json()[0]["reserved"] == "200.00"
     page = admin_client.get(f"/admin/loyalty/member/{card.member_id}/change/").content.decode()
     assert 'data-testid="reserved">reserved for purchases in progress: 200.00<' in page
+    home = signed_in(client, card.member).get("/account/").content.decode()
+    assert '"reserved-bonus">200.00 more held for a purchase not yet completed<' in home
     # and another purchase cannot spend them meanwhile
     other = post(api, "receipts/confirm", body(card, external_id="H-2", bonus_payment="150.00"))
     assert (other.status_code, other.json()["code"]) == (402, "insufficient_bonuses")
