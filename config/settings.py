@@ -259,6 +259,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "pos.schema.retry_after_on_429",
+    ],
     # Every enum under a name of its own, so a field added elsewhere cannot rename it in
     # the integrators' generated clients (the event-type enums are named by their
     # serializers: their values differ by API).

@@ -59,3 +59,20 @@ def problems(*statuses: int) -> dict:
         (status, PROBLEM_TYPE): OpenApiResponse(ProblemSerializer, description=str(_DESCRIPTIONS[status]))
         for status in statuses
     }
+
+
+RETRY_AFTER = {
+    "required": True,
+    "schema": {"type": "integer", "minimum": 0},
+    "description": "Seconds to wait before the next request with this API key.",
+}
+
+
+def retry_after_on_429(result, generator, request, public):
+    """Schema hook: every 429 answer says ``Retry-After`` (the throttles always send it)."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            answer = operation.get("responses", {}).get("429") if isinstance(operation, dict) else None
+            if answer is not None:
+                answer.setdefault("headers", {})["Retry-After"] = RETRY_AFTER
+    return result

@@ -142,7 +142,11 @@ def test_requests_are_throttled_per_key(world, key, other_key, settings):
     assert [calculate(api, "web").status_code for _ in range(3)] == [200, 200, 200]
     throttled = calculate(api, "web")
     assert throttled.status_code == 429 and throttled.json()["code"] == "throttled"
-    assert "Retry-After" in throttled
+    assert int(throttled["Retry-After"]) >= 0
+    # as the schema says of every 429
+    schema = api.get("/api/schema/", {"format": "json"}).json()
+    answer = schema["paths"]["/api/v1/pos/receipts/calculate"]["post"]["responses"]["429"]
+    assert answer["headers"]["Retry-After"]["required"] is True
     assert throttled.json()["title"] == "Too many requests."
     assert re.fullmatch(r"Try again in \d+ seconds?\.", throttled.json()["detail"])
     in_russian = api.post(
