@@ -91,12 +91,10 @@ class Receipt(models.Model):
             models.Index(
                 fields=["refund_of"], name="receipt_refund_of", condition=Q(refund_of__isnull=False)
             ),
-            # Receipts holding a member's bonuses (reserved, not yet confirmed or cancelled):
-            # a handful at any time, read for a balance and by the release of lapsed ones.
+            # Reserved receipts (not yet confirmed or cancelled, most holding bonuses): a
+            # handful at any time, read for a balance and by the release of lapsed ones.
             models.Index(
-                fields=["member", "created_at"],
-                name="receipt_holding_bonuses",
-                condition=Q(state="calculated", bonus_paid__gt=0),
+                fields=["member", "created_at"], name="receipt_reserved", condition=Q(state="calculated")
             ),
         ]
 

@@ -434,12 +434,12 @@ def receipt_cancel(*, receipt: Receipt) -> Receipt:
 
 def receipt_holds_release(*, older_than: dt.timedelta, now: dt.datetime | None = None) -> int:
     """Cancel the calculated receipts whose reservation was made more than
-    ``older_than`` ago and never confirmed or cancelled (the till went away), giving their
-    bonuses back. Each receipt in its own short transaction; one a till is confirming
-    right now is left to that till. Returns how many were cancelled."""
+    ``older_than`` ago and never confirmed or cancelled (the till went away), giving the
+    bonuses they hold back. Each receipt in its own short transaction; one a till is
+    confirming right now is left to that till. Returns how many were cancelled."""
     cutoff = (now or timezone.now()) - older_than
     stale = Receipt.objects.filter(
-        kind=ReceiptKind.SALE, state=ReceiptState.CALCULATED, bonus_paid__gt=0, created_at__lt=cutoff
+        kind=ReceiptKind.SALE, state=ReceiptState.CALCULATED, created_at__lt=cutoff
     )
     released = 0
     for pk in stale.order_by("pk").values_list("pk", flat=True).iterator(chunk_size=500):

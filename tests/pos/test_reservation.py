@@ -194,14 +194,17 @@ def test_a_reservation_beyond_the_balance_is_refused_and_stores_nothing(world, s
 
 def test_lapsed_reservations_are_cancelled_and_their_bonuses_given_back(world, seed_offers, api, card):
     reserve(api, card, external_id="OLD")
+    reserve(api, card, external_id="OLD-NO-BONUSES", bonus_payment="0")
     reserve(api, card, external_id="NEW", bonus_payment="50.00")
-    Receipt.objects.filter(external_id="OLD").update(created_at=timezone.now() - dt.timedelta(minutes=31))
+    Receipt.objects.filter(external_id__startswith="OLD").update(
+        created_at=timezone.now() - dt.timedelta(minutes=31)
+    )
     assert available(card) == Decimal("50")
     # when the periodic release runs with the default 30 minutes
-    assert receipt_holds_release(older_than=dt.timedelta(minutes=30)) == 1
-    # then only the lapsed one is cancelled, its 200 back
+    assert receipt_holds_release(older_than=dt.timedelta(minutes=30)) == 2
+    # then the lapsed ones are cancelled (a purchase is incomplete until it ends), the 200 back
     states = dict(Receipt.objects.values_list("external_id", "state"))
-    assert states == {"OLD": "cancelled", "NEW": "calculated"}
+    assert states == {"OLD": "cancelled", "OLD-NO-BONUSES": "cancelled", "NEW": "calculated"}
     assert available(card) == Decimal("250")
     assert receipt_holds_release(older_than=dt.timedelta(minutes=30)) == 0
     # and the release runs every five minutes, as a periodic task seeded by a migration

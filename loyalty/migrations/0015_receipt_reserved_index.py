@@ -17,6 +17,6 @@ class Migration(migrations.Migration):
     operations = [
         AddIndexOnline(
             model_name='receipt',
-            index=models.Index(condition=models.Q(('bonus_paid__gt', 0), ('state', 'calculated')), fields=['member', 'created_at'], name='receipt_holding_bonuses'),
+            index=models.Index(condition=models.Q(('state', 'calculated')), fields=['member', 'created_at'], name='receipt_reserved'),
         ),
     ]
