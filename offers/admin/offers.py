@@ -58,8 +58,16 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
     )
     list_filter = ("status", EventTypeFilter)
     search_fields = ("name",)
-    readonly_fields = ("status", "version", "rules_summary")
-    fields = ("name", "description", "status", "version", "rules_summary")
+    readonly_fields = (
+        "status",
+        "version",
+        "rules_summary",
+        "receipts",
+        "members",
+        "discount_given",
+        "bonus_given",
+    )
+    fields = ("name", "description", *readonly_fields)
     inlines = [OfferVersionInline]
 
     list_select_related = ("reach",)

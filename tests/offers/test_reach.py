@@ -3,6 +3,7 @@ receipt and member counted once, nothing counted twice, the newest minute left f
 next run; the list reads the roll-up, not the applications."""
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -93,11 +94,13 @@ def test_the_offer_list_reads_the_roll_up_and_says_when_it_was_counted(shop, off
     assert "counted every five minutes" in page.content.decode()
     # and the list sorts by reach
     assert admin_client.get("/admin/offers/offer/?o=6").status_code == 200
+    # and the offer's own page shows its figures
+    page = admin_client.get(f"/admin/offers/offer/{offers['coffee'].pk}/change/").content.decode()
+    assert re.search(r'field-receipts.*?<div class="readonly">1</div>', page, re.S)
+    assert re.search(r'field-discount_given.*?<div class="readonly">100.00 ₽</div>', page, re.S)
 
 
 def _rows(page) -> list[dict]:
-    import re
-
     html = page.content.decode()
     out = []
     for row in re.findall(r"<tr>(.*?)</tr>", html, re.S):
