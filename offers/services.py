@@ -346,11 +346,7 @@ def purchase_confirm(
     held = ZERO if stored_now else receipt.bonus_paid
     if not stored_now:
         _same_receipt(receipt, calc)
-    payable = min(calc.balance + held, calc.result.max_bonus_payment)
-    if bonus_payment > 0 and bonus_payment > payable:
-        raise InsufficientBonuses(
-            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": payable}
-        )
+    _payable_at_most(bonus_payment, min(calc.balance + held, calc.result.max_bonus_payment))
     known = calc.ctx.member
     if known is not None and known.id == receipt.member_id:
         confirm.accounts = known.account_ids  # read by the context: not looked up again
@@ -368,6 +364,13 @@ def purchase_confirm(
             accruals=False,
         )
     return receipt, calc
+
+
+def _payable_at_most(bonus_payment: Decimal, limit: Decimal) -> None:
+    if bonus_payment > 0 and bonus_payment > limit:
+        raise InsufficientBonuses(
+            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": limit}
+        )
 
 
 def _same_receipt(receipt: Receipt, calc: Calculation) -> None:
@@ -415,10 +418,7 @@ def purchase_reserve(
         member=member,
         now=now,
     )
-    if bonus_payment > 0 and bonus_payment > calc.max_bonus_payment:
-        raise InsufficientBonuses(
-            _("At most %(max)s can be paid with bonuses on this receipt.") % {"max": calc.max_bonus_payment}
-        )
+    _payable_at_most(bonus_payment, calc.max_bonus_payment)
     receipt, stored_now = receipts.receipt_store(
         point_of_sale=point_of_sale,
         external_id=external_id,
