@@ -6,12 +6,13 @@ from drf_spectacular.views import SpectacularRedocView, SpectacularSwaggerView
 from config.schema import SchemaView
 
 urlpatterns = [
+    # The tills' API first: URLs resolve in order, and every till request is one of these.
+    path("api/v1/", include("pos.urls")),
     path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("i18n/", include("django.conf.urls.i18n")),
     path("api/v1/", include("loyalty.api.urls")),
     path("api/v1/", include("segments.api.urls")),
-    path("api/v1/", include("pos.urls")),
     path("api/v1/me/", include("portal.api.urls")),
     path("gateways/", include("gateways.urls")),
     path("m/", include("communications.urls")),

@@ -4,6 +4,7 @@ the time. A till's answer lists every line and every offer's effect, and writing
 the standard library took longer than finding the member."""
 
 import orjson
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.utils.encoders import JSONEncoder
 
@@ -20,3 +21,24 @@ class FastJSONRenderer(JSONRenderer):
         if self.get_indent(accepted_media_type, renderer_context or {}):  # asked for, e.g. by curl
             return super().render(data, accepted_media_type, renderer_context)
         return orjson.dumps(data, default=_ENCODER.default, option=_OPTIONS)
+
+
+class PlainAcceptNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, answering at once the ``Accept`` headers tills send (none,
+    ``*/*`` or ``application/json``, and no ``?format=``) with the view's JSON renderer:
+    parsing the header cost a till request more than finding its URL. Any other header
+    (``application/json; indent=4``, a list, a type the view cannot write) is negotiated
+    as before."""
+
+    _PLAIN = frozenset({"", "*/*", "application/json"})
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if (
+            format_suffix is None
+            and request.META.get("HTTP_ACCEPT", "").strip() in self._PLAIN
+            and self.settings.URL_FORMAT_OVERRIDE not in request.query_params
+        ):
+            renderer = renderers[0]
+            if renderer.media_type == "application/json":
+                return renderer, renderer.media_type
+        return super().select_renderer(request, renderers, format_suffix)

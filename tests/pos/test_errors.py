@@ -258,3 +258,23 @@ def test_a_nul_in_a_path_is_not_found_rather_than_an_error(world, api):
 def test_events_the_program_records_itself_cannot_be_reported(world, api, card, event_type):
     body = problem(post(api, "events", {"event_type": event_type, "card": card.number}), 400, "invalid")
     assert set(body["errors"]) == {"event_type"}
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", " application/json "])
+def test_the_accept_headers_tills_send_get_compact_json(world, api, card, accept):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = api.get("/api/v1/pos/balance", {"card": card.number}, **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.content.startswith(b'{"') and b"\n" not in response.content
+
+
+def test_other_accept_headers_are_negotiated_as_before(world, api, card):
+    params = {"card": card.number}
+    indented = api.get("/api/v1/pos/balance", params, HTTP_ACCEPT="application/json; indent=2")
+    assert indented.status_code == 200 and indented.content.startswith(b'{\n  "')
+    listed = api.get("/api/v1/pos/balance", params, HTTP_ACCEPT="text/html;q=0.9, application/json")
+    assert listed.status_code == 200 and listed.json()["member"] == card.member_id
+    refused = api.get("/api/v1/pos/balance", params, HTTP_ACCEPT="text/html")
+    assert refused.status_code == 406
+    assert api.get("/api/v1/pos/balance", {**params, "format": "xml"}).status_code == 404
