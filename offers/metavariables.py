@@ -56,6 +56,10 @@ class MetavariableRegistry:
 
 metavariables = MetavariableRegistry()
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, trim_blocks=True)
+# No globals (Jinja's range, dict, lipsum, cycler, joiner, namespace): a saved template
+# uses only the metavariables (``template_errors`` refuses any other name), and each
+# render would otherwise copy them into its context.
+_env.globals.clear()
 
 
 def _fmt(value: Decimal) -> str:
