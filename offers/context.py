@@ -132,6 +132,7 @@ def member_info(
             for account in accounts
         }
         info.account_ids = {account.currency_id: account.pk for account in accounts}
+        info.accounts_read = True
     return info
 
 

@@ -98,6 +98,7 @@ class MemberInfo:
     purchases: int = 0  # confirmed purchases before this one
     balances: dict[str, Decimal] = field(default_factory=dict)
     account_ids: dict[int, int] = field(default_factory=dict)  # currency id -> account id
+    accounts_read: bool = False  # account_ids holds every account the member had then
 
 
 @dataclass

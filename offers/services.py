@@ -350,6 +350,7 @@ def purchase_confirm(
     known = calc.ctx.member
     if known is not None and known.id == receipt.member_id:
         confirm.accounts = known.account_ids  # read by the context: not looked up again
+        confirm.accounts_complete = known.accounts_read
     receipt = receipts.receipt_confirm(receipt=receipt, confirm=confirm, stored_now=stored_now)
     calc.confirmed = True
     _applications_record(calc.result, member=receipt.member, receipt=receipt, at=now)

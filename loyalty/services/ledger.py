@@ -87,14 +87,19 @@ def currency_default() -> Currency:
     return currency
 
 
-def account_get_or_create(*, member: Member, currency: Currency | None = None) -> BonusAccount:
+def account_get_or_create(
+    *, member: Member, currency: Currency | None = None, missing: bool = False
+) -> BonusAccount:
     """The member's account in ``currency`` (the default one when omitted), made on first
     use by one ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` without a savepoint (a
-    concurrent first use inserts nothing and reads the row the other made)."""
+    concurrent first use inserts nothing and reads the row the other made). ``missing``:
+    the caller has just read the member's accounts and this one was not there, so the
+    insert comes first (one statement instead of two on a member's first accrual)."""
     currency = currency or currency_default()
-    account = ACCOUNT_OF_MEMBER.first(member.pk, currency.pk)
-    if account is not None:
-        return account
+    if not missing:
+        account = ACCOUNT_OF_MEMBER.first(member.pk, currency.pk)
+        if account is not None:
+            return account
     now = timezone.now()
     with connection.cursor() as cur:
         cur.execute(

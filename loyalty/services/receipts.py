@@ -8,7 +8,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -40,6 +40,23 @@ ZERO = Decimal("0")
 # Payment methods are read through the reference cache for this long.
 METHOD_SECONDS = 60.0
 
+
+# A receipt's lines are made with their values in the order of the model's fields
+# (``receipt_store``): twice as fast as by keyword, and a receipt has dozens of lines.
+_LINE_FIELDS = (
+    "id",
+    "receipt_id",
+    "position",
+    "product_id",
+    "sku",
+    "name",
+    "quantity",
+    "price",
+    "amount",
+    "discount",
+)
+if tuple(f.attname for f in ReceiptLine._meta.concrete_fields) != _LINE_FIELDS:
+    raise ImproperlyConfigured("ReceiptLine's fields changed: update receipt_store and _LINE_FIELDS")
 
 # ``LineInput.product_id`` when the caller has not looked the product up.
 UNRESOLVED = -1
@@ -79,6 +96,9 @@ class ConfirmInput:
     # The member's accounts the caller has read in this request (currency id -> account
     # id), so that they are not looked up again.
     accounts: dict[int, int] = field(default_factory=dict)
+    # ``accounts`` is every account the member had when read in this transaction: one
+    # missing from it is made without looking for it first (a first purchase).
+    accounts_complete: bool = False
 
 
 def _figures(confirm: ConfirmInput) -> tuple[Decimal, Decimal]:
@@ -87,10 +107,12 @@ def _figures(confirm: ConfirmInput) -> tuple[Decimal, Decimal]:
     return paid, sum((ledger.points(a.amount) for a in confirm.accruals), ZERO)
 
 
-def _account(member: Member, currency: Currency | None, known: dict[int, int]) -> BonusAccount | int:
-    if currency is not None and currency.pk in known:
-        return known[currency.pk]
-    return ledger.account_get_or_create(member=member, currency=currency)
+def _account(member: Member, currency: Currency | None, confirm: ConfirmInput) -> BonusAccount | int:
+    if currency is not None and currency.pk in confirm.accounts:
+        return confirm.accounts[currency.pk]
+    return ledger.account_get_or_create(
+        member=member, currency=currency, missing=currency is not None and confirm.accounts_complete
+    )
 
 
 def _identify(card: Card | None, member: Member | None) -> Member | None:
@@ -215,22 +237,25 @@ def receipt_store(
         purchased_at=purchased_at or timezone.now(),
     )
     line_rows = []
+    points = ledger.points
     for i, ln in enumerate(lines, start=1):
-        amount = ledger.points(ln.quantity * ln.price)
         if ln.product_id == UNRESOLVED:
             product_id, product_name = products.get(ln.sku, (None, ""))
         else:
             product_id, product_name = ln.product_id, ""
+        # id, receipt, position, product, sku, name, quantity, price, amount, discount
         line_rows.append(
             ReceiptLine(
-                position=i,
-                product_id=product_id,
-                sku=ln.sku,
-                name=ln.name or product_name,
-                quantity=ln.quantity,
-                price=ln.price,
-                amount=amount,
-                discount=ledger.points(ln.discount),
+                None,
+                None,
+                i,
+                product_id,
+                ln.sku,
+                ln.name or product_name,
+                ln.quantity,
+                ln.price,
+                points(ln.quantity * ln.price),
+                points(ln.discount),
             )
         )
     receipt.amount = sum((r.amount for r in line_rows), ZERO)
@@ -301,7 +326,7 @@ def receipt_confirm(
     receipt.bonus_paid = pay
     accrued = ZERO
     for i, accrual in enumerate(confirm.accruals):
-        account = _account(member, accrual.currency, confirm.accounts)
+        account = _account(member, accrual.currency, confirm)
         source = accrual.source or ledger.Source(type=SourceType.RECEIPT, id=str(receipt.pk), label=label)
         source = ledger.Source(
             type=source.type, id=source.id, label=source.label, receipt=receipt, reason=source.reason

@@ -10,7 +10,9 @@ from loyalty.models import BonusAccount, Currency
 from loyalty.services import ledger
 from loyalty.services.cards import card_activate, card_issue
 from loyalty.services.members import member_create
-from offers.context import member_info
+from loyalty.services.receipts import PaymentInput
+from offers.context import LineIn, member_info
+from offers.services import purchase_confirm
 from pos import scoping
 
 pytestmark = pytest.mark.django_db
@@ -80,3 +82,42 @@ def test_the_accounts_currencies_come_from_the_cache_pricing_shares(
 
     # then each account has its currency without a query of its own
     assert codes == sorted([gift.code, ledger.currency_default().code])
+
+
+def test_a_first_accrual_makes_the_account_without_looking_for_it(world, key, card, seed_offers):
+    # given a member without accounts, read with the card as pricing reads them
+    found = scoping.card_get(key.api_key, card.number)
+    statements: list[str] = []
+
+    def record(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    # when the member's first purchase accrues bonuses
+    with connection.execute_wrapper(record):
+        receipt, _calc = purchase_confirm(
+            point_of_sale=world.online,
+            external_id="first",
+            lines=[LineIn(sku="COFFEE", quantity=Decimal("1"), price=Decimal("500"))],
+            payments=[PaymentInput("online", Decimal("500"))],
+            card=found,
+        )
+
+    # then the account is made at once: pricing read the member's accounts (none), and
+    # the accrual does not look for the account again before making it
+    account = BonusAccount.objects.get(member=card.member)
+    assert account.available == Decimal("100.00") == receipt.bonus_accrued
+    looked_up = [s for s in statements if "member_id = %s AND t.currency_id = %s" in s]
+    assert looked_up == []
+
+
+def test_an_account_made_meanwhile_is_used_not_made_twice(world, card):
+    # given an account made after the caller read the member's accounts (none then)
+    made = ledger.account_get_or_create(member=card.member)
+
+    # when the caller makes it as missing
+    again = ledger.account_get_or_create(member=card.member, missing=True)
+
+    # then it is the same account, read after the insert found it there
+    assert again.pk == made.pk
+    assert BonusAccount.objects.filter(member=card.member).count() == 1
