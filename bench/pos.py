@@ -26,6 +26,9 @@ audiences, member status), then measures:
 * ``*_server_cpu_ms``, ``*_database_cpu_ms``, ``*_client_cpu_ms``: CPU time per request of
   the gunicorn workers, of PostgreSQL's backends and of the load generator (Linux
   ``/proc``), so a reader can tell what the machine's cores allow;
+* ``pg_shared_buffers``: PostgreSQL's shared buffers (``docker-compose.yml`` sets 1GB;
+  the default 128MB holds too little of a million members' cards to measure a till's
+  path as a production server runs it);
 * ``machine_loop_us``: how long this machine takes for an empty 1,000-step Python loop,
   to compare figures measured on different machines.
 """
@@ -296,8 +299,18 @@ def main() -> None:
     with connection.cursor() as cur:
         cur.execute("VACUUM ANALYZE")
     print(f"vacuum analyze: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    # The server's memory the figures depend on, printed with them: docker-compose.yml
+    # gives PostgreSQL 1 GB of shared buffers; with its default of 128 MB a till's random
+    # members are read from the operating system's cache on every request.
+    with connection.cursor() as cur:
+        cur.execute("SELECT current_setting('shared_buffers')")
+        (shared_buffers,) = cur.fetchone()
     receipts = receipts_sample(args.receipts, args.lines, rng)
-    figures = {"members": Member.objects.count(), "machine_loop_us": machine_loop_us()}
+    figures = {
+        "members": Member.objects.count(),
+        "machine_loop_us": machine_loop_us(),
+        "pg_shared_buffers": shared_buffers,
+    }
     figures.update(engine_measure(receipts, rng))
     if not args.engine_only:
         from pos_http import http_measure
