@@ -5,6 +5,7 @@ import re
 from decimal import Decimal
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from rest_framework.authtoken.models import Token
@@ -202,4 +203,55 @@ def test_the_key_budget_slides_with_time_and_says_when_to_come_back(world, key, 
     # two quiet minutes later the whole budget is back
     time_machine.move_to(start + dt.timedelta(seconds=240))
     assert [attempt()[0] for _ in range(11)] == [True] * 10 + [False]
+    cache.clear()
+
+
+REDIS_ONLY = pytest.mark.skipif(
+    not django_settings.REDIS_URL, reason="needs Redis: set REDIS_URL=redis://... (CI does)"
+)
+
+
+@REDIS_ONLY
+def test_on_redis_a_request_is_counted_in_one_round_trip_and_atomically(world, key, settings, monkeypatch):
+    # given a key allowed 10 requests a minute, and the production cache (Redis)
+    import threading
+    from types import SimpleNamespace
+
+    import redis
+
+    from pos.auth import ApiKeyRateThrottle
+
+    cache.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"pos": "10/min"}}
+    request = SimpleNamespace(auth=key.api_key)
+    commands: list[str] = []
+    real = redis.Redis.execute_command
+
+    def counted(client, *args, **options):
+        commands.append(str(args[0]))
+        return real(client, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+
+    # when one request is counted, then 30 more race from 6 threads
+    assert ApiKeyRateThrottle().allow_request(request, None)
+    first = list(commands)
+    answers: list[bool] = []
+    start = threading.Barrier(6)
+
+    def till():
+        start.wait()
+        for _ in range(5):
+            answers.append(ApiKeyRateThrottle().allow_request(request, None))
+
+    threads = [threading.Thread(target=till) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # then the first was one command to the server (the counting script), and exactly
+    # nine of the racing requests got through: read, check and increment are one step
+    assert len(first) == 1 and first[0].upper().startswith("EVAL"), first
+    assert answers.count(True) == 9 and len(answers) == 30
     cache.clear()
