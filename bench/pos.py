@@ -3,7 +3,7 @@ HTTP with two worker processes, on PostgreSQL.
 
     python bench/pos.py [--members 1000000] [--offers 200] [--lines 30] [--receipts 3000]
                         [--rate 300] [--confirm-rate 200] [--workers 2] [--json]
-                        [--database-url URL]
+                        [--database-url URL] [--redis-url URL]
 
 Generates (once per size; kept between runs) the demo program with ``--members``
 members (COPY), a catalog of ``--products`` SKUs in 100 groups, and ``--offers`` active
@@ -26,6 +26,8 @@ audiences, member status), then measures:
 * ``*_server_cpu_ms``, ``*_database_cpu_ms``, ``*_client_cpu_ms``: CPU time per request of
   the gunicorn workers, of PostgreSQL's backends and of the load generator (Linux
   ``/proc``), so a reader can tell what the machine's cores allow;
+* ``cache``: the web processes' cache, Redis (``--redis-url``) as in production, where
+  the throttle counts each key's requests;
 * ``pg_shared_buffers``: PostgreSQL's shared buffers (``docker-compose.yml`` sets 1GB;
   the default 128MB holds too little of a million members' cards to measure a till's
   path as a production server runs it);
@@ -271,6 +273,11 @@ def main() -> None:
     parser.add_argument("--engine-only", action="store_true", help="skip the HTTP phases")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--database-url", default=DEFAULT_DB)
+    parser.add_argument(
+        "--redis-url",
+        default="redis://127.0.0.1:6379/15",
+        help="the web processes' cache, as in production (empty: each process's memory)",
+    )
     args = parser.parse_args()
     setup_django(args.database_url)
 
@@ -310,6 +317,7 @@ def main() -> None:
         "members": Member.objects.count(),
         "machine_loop_us": machine_loop_us(),
         "pg_shared_buffers": shared_buffers,
+        "cache": "redis" if args.redis_url and not args.engine_only else "memory",
     }
     figures.update(engine_measure(receipts, rng))
     if not args.engine_only:

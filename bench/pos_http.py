@@ -76,9 +76,12 @@ class _Cpu:
         }
 
 
-def _server(database_url: str, workers: int, port: int) -> subprocess.Popen:
+def _server(database_url: str, workers: int, port: int, redis_url: str) -> subprocess.Popen:
     env = {
         **os.environ,
+        # The production cache (the throttle counts each key's requests there); empty: each
+        # process's memory.
+        "REDIS_URL": redis_url,
         "DATABASE_URL": database_url,
         "DEBUG": "false",
         "SECRET_KEY": "benchmark-only-secret-key-" + "x" * 40,
@@ -201,7 +204,7 @@ def http_measure(args, receipts, rng: random.Random) -> dict:
 
     connections.close_all()
     port = _free_port()
-    server = _server(args.database_url, args.workers, port)
+    server = _server(args.database_url, args.workers, port, args.redis_url)
     headers = {"Authorization": f"Api-Key {token}", "Content-Type": "application/json"}
     database = args.database_url.rsplit("/", 1)[-1].split("?")[0]
     try:
