@@ -14,7 +14,7 @@ from offers.engine import CompiledOffer, CompiledRule
 from offers.models import Offer, OfferStatus
 
 _lock = threading.Lock()
-_state: dict = {"version": None, "by_event": {}, "needs": frozenset(), "by_pos": {}}
+_state: dict = {"version": None, "by_event": {}, "by_events": {}, "needs": frozenset(), "by_pos": {}}
 
 
 # A change made in another process reaches this one within a second (the process that
@@ -64,26 +64,31 @@ def _rebuild(version: int) -> None:
         for rule in compiled.rules:
             for flt in rule.filters:
                 needs |= flt.needs
-    _state.update(version=version, by_event=by_event, needs=frozenset(needs), by_pos={})
+    _state.update(version=version, by_event=by_event, by_events={}, needs=frozenset(needs), by_pos={})
 
 
 def active_offers(events: tuple[str, ...] | list[str]) -> tuple[list[CompiledOffer], frozenset[str]]:
     """The active offers of these events in priority order, and the member data their
     filters need."""
     version = offers_version()
+    key = tuple(events)
     with _lock:
         if _state["version"] != version:
             _rebuild(version)
-        offers = [o for e in events for o in _state["by_event"].get(e, [])]
+        # Sorted once per version (a till request would sort them all again).
+        offers = _state["by_events"].get(key)
+        if offers is None:
+            offers = _state["by_events"][key] = sorted(
+                (o for e in events for o in _state["by_event"].get(e, [])), key=lambda o: (o.priority, o.id)
+            )
         needs = _state["needs"]
-    offers.sort(key=lambda o: (o.priority, o.id))
-    return offers, needs
+    return list(offers), needs
 
 
 def offers_cache_clear() -> None:
     """Forget the compiled offers (tests roll the version back with the database)."""
     with _lock:
-        _state.update(version=None, by_event={}, needs=frozenset(), by_pos={})
+        _state.update(version=None, by_event={}, by_events={}, needs=frozenset(), by_pos={})
 
 
 def member_counters_panel(member) -> dict:
