@@ -255,3 +255,60 @@ def test_on_redis_a_request_is_counted_in_one_round_trip_and_atomically(world, k
     assert len(first) == 1 and first[0].upper().startswith("EVAL"), first
     assert answers.count(True) == 9 and len(answers) == 30
     cache.clear()
+
+
+@REDIS_ONLY
+def test_on_redis_a_busy_key_is_counted_in_batches_and_exactly_near_its_limit(
+    world, key, settings, monkeypatch
+):
+    # given a key allowed 6,000 requests a minute (a batch: 12), and the production cache
+    from types import SimpleNamespace
+
+    import redis
+
+    from pos import auth
+    from pos.auth import ApiKeyRateThrottle
+
+    cache.clear()
+    auth._LOCAL.clear()
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"pos": "6000/min"}}
+    request = SimpleNamespace(auth=key.api_key)
+    scripts = []
+    real = redis.Redis.execute_command
+
+    def counted(client, *args, **options):
+        if str(args[0]).upper().startswith("EVAL"):
+            scripts.append(args)
+        return real(client, *args, **options)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    throttle = ApiKeyRateThrottle()
+    base = throttle.get_cache_key(request, None)
+
+    def count_on_server() -> int:
+        window = int(throttle.timer() // 60)
+        return cache.get(f"{base}:{window}", 0)
+
+    # when 25 requests come, far from the limit
+    assert all(ApiKeyRateThrottle().allow_request(request, None) for _ in range(25))
+
+    # then three round trips counted them (the 1st, the 13th with the eleven before it,
+    # the 25th likewise), and the server's count is exact after the last
+    assert len(scripts) == 3
+    assert count_on_server() == 25
+
+    # when the key is 10 requests from its limit (as other processes would have left it),
+    # and this process's last read is older than LOCAL_SECONDS (or it has none)
+    window = int(throttle.timer() // 60)
+    cache.set(f"{base}:{window}", 5990, timeout=120)
+    cache.delete(f"{base}:{window - 1}")
+    auth._LOCAL.clear()
+    scripts.clear()
+    answers = [ApiKeyRateThrottle().allow_request(request, None) for _ in range(15)]
+
+    # then each request was decided on the server, and exactly ten more got through
+    assert len(scripts) == 15
+    assert answers == [True] * 10 + [False] * 5
+    assert count_on_server() == 6000
+    cache.clear()
+    auth._LOCAL.clear()
