@@ -207,13 +207,16 @@ class OfferApplication(models.Model):
 
     A receipt writes one row per offer that applied (dozens with hundreds of active
     offers), so the table carries no database foreign keys (PostgreSQL checks each with
-    a trigger call per row; Django's ``on_delete`` still applies) and only the indexes
-    its readers use: by offer and time (the offer list's figures), once per offer and
-    event, and by event."""
+    a trigger call per row) and only the indexes its readers use: once per offer and
+    event, and by event. The offer list's figures are rolled up by id
+    (``offers.reach``), and an offer that was ever active is kept for the receipts it
+    priced (only a draft is deleted: ``offers.services.offer_delete``), so no index by
+    offer is kept up on the till's path: each receipt's rows would land on dozens of its
+    pages."""
 
     offer = models.ForeignKey(
         Offer,
-        models.CASCADE,
+        models.DO_NOTHING,  # a draft, the only offer deleted, never applied
         related_name="applications",
         db_constraint=False,
         db_index=False,
@@ -254,7 +257,6 @@ class OfferApplication(models.Model):
         verbose_name = _("offer application")
         verbose_name_plural = _("offer applications")
         indexes = [
-            models.Index(fields=["offer", "at"], name="offer_application_at"),
             models.Index(
                 fields=["event"], name="offer_application_event", condition=models.Q(event__isnull=False)
             ),

@@ -164,6 +164,28 @@ def offer_set_status(*, offer: Offer, status: str, user=None) -> Offer:
     return offer
 
 
+def offer_delete_refusal(offer: Offer) -> str | None:
+    """Why ``offer`` may not be deleted, or ``None``: only a draft is. An offer that was
+    ever active stays, for the receipts and events it priced (finish or archive it)."""
+    if offer.status == OfferStatus.DRAFT:
+        return None
+    return _(
+        "Offer %(name)s is %(status)s: only a draft can be deleted. An offer that has been "
+        "active is kept with the receipts it priced; archive it instead."
+    ) % {"name": offer.name, "status": offer.get_status_display()}
+
+
+@transaction.atomic
+def offer_delete(*, offer: Offer) -> None:
+    """Delete a draft offer (with its versions); any other is refused by its status."""
+    offer = Offer.objects.select_for_update().get(pk=offer.pk)
+    refusal = offer_delete_refusal(offer)
+    if refusal:
+        raise ValidationError({"status": refusal})
+    offer.delete()
+    _bump()
+
+
 # --- purchases ------------------------------------------------------------------------
 @dataclass
 class Calculation:

@@ -28,7 +28,13 @@ from offers.admin.builder import (
 from offers.catalog import offer_actions, offer_events, offer_filters
 from offers.models import Counter, Offer, OfferReach, OfferStatus, OfferVersion
 from offers.reach import reach_refreshed_at
-from offers.services import TRANSITIONS, offer_save, offer_set_status
+from offers.services import (
+    TRANSITIONS,
+    offer_delete,
+    offer_delete_refusal,
+    offer_save,
+    offer_set_status,
+)
 
 
 class OfferVersionInline(admin.TabularInline):
@@ -138,6 +144,42 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
                 % {"n": i, "filters": filters or _("always"), "actions": actions}
             )
         return format_html("<br>".join(["{}"] * len(lines)), *lines) if lines else "—"
+
+    # Only a draft is deleted (``offer_delete``): an offer that was active is kept with
+    # the receipts it priced.
+    def has_delete_permission(self, request, obj=None):
+        if obj is not None and offer_delete_refusal(obj):
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def delete_model(self, request, obj):
+        offer_delete(offer=obj)
+
+    def delete_queryset(self, request, queryset):
+        for offer in queryset:
+            offer_delete(offer=offer)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            func, name, description = actions["delete_selected"]
+            actions["delete_selected"] = (self._drafts_only(func), name, description)
+        return actions
+
+    def _drafts_only(self, delete_selected):
+        """Django's "delete selected" over the drafts among the chosen offers; each other
+        offer is named with the reason it stays."""
+
+        def action(modeladmin, request, queryset):
+            kept = [offer for offer in queryset if offer_delete_refusal(offer)]
+            for offer in kept:
+                self.message_user(request, offer_delete_refusal(offer), messages.WARNING)
+            drafts = queryset.exclude(pk__in=[offer.pk for offer in kept])
+            if drafts.exists():
+                return delete_selected(modeladmin, request, drafts)
+            return None
+
+        return action
 
     def add_view(self, request, form_url="", extra_context=None):
         return redirect("admin:offers_offer_builder_new")

@@ -123,3 +123,45 @@ def test_the_member_page_shows_counters(marketer, now):
     assert page.status_code == 200
     html = page.content.decode()
     assert "Visits this month" in html and "3.00" in html
+
+
+def test_only_a_draft_offer_is_deleted(marketer, make_offer):
+    """An offer that was ever active stays with the receipts it priced (their
+    applications keep no index by offer to cascade through); a draft goes, in the back
+    office one at a time or with the list's action."""
+    from django.core.exceptions import ValidationError
+
+    from offers.services import offer_delete, offer_set_status
+
+    rules = [{"actions": [{"key": "discount", "params": {"kind": "percent", "value": "5"}}]}]
+    draft = make_offer(name="Spring draft", rules=rules, status="draft")
+    active = make_offer(name="Autumn 10 %", rules=rules)
+    finished = make_offer(name="Summer 5 %", rules=rules)
+    offer_set_status(offer=finished, status="finished")
+
+    with pytest.raises(ValidationError) as refused:
+        offer_delete(offer=active)
+    assert "only a draft can be deleted" in refused.value.message_dict["status"][0]
+
+    # The delete page of an offer that was active is forbidden, and its page offers no link.
+    assert marketer.get(f"/admin/offers/offer/{active.pk}/delete/").status_code == 403
+    page = marketer.get(f"/admin/offers/offer/{active.pk}/change/")
+    assert page.status_code == 200 and f"/admin/offers/offer/{active.pk}/delete/" not in page.content.decode()
+
+    # The list's action deletes the drafts among the chosen and names each offer it keeps.
+    chosen = {"action": "delete_selected", "_selected_action": [draft.pk, active.pk, finished.pk]}
+    confirm = marketer.post("/admin/offers/offer/", chosen)
+    assert confirm.status_code == 200
+    text = confirm.content.decode()
+    assert "Spring draft" in text and "Autumn 10 %" in text  # the draft to delete; the warning
+    assert [o.pk for o in confirm.context["queryset"]] == [draft.pk]
+    done = marketer.post("/admin/offers/offer/", {**chosen, "post": "yes"}, follow=True)
+    assert done.status_code == 200
+    assert set(Offer.objects.values_list("name", flat=True)) == {"Autumn 10 %", "Summer 5 %"}
+    warnings = [str(m) for m in done.context["messages"]]
+    assert any("Summer 5 %" in m and "archive it instead" in m for m in warnings)
+
+    # A draft alone is deleted from its own page.
+    other = make_offer(name="Winter draft", rules=rules, status="draft")
+    assert marketer.post(f"/admin/offers/offer/{other.pk}/delete/", {"post": "yes"}).status_code == 302
+    assert not Offer.objects.filter(pk=other.pk).exists()
