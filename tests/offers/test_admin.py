@@ -142,6 +142,12 @@ def test_only_a_draft_offer_is_deleted(marketer, make_offer):
     with pytest.raises(ValidationError) as refused:
         offer_delete(offer=active)
     assert "only a draft can be deleted" in refused.value.message_dict["status"][0]
+    from django.utils import translation
+
+    from offers.services import offer_delete_refusal
+
+    with translation.override("ru"):
+        assert "удалить можно только черновик" in offer_delete_refusal(active)
 
     # The delete page of an offer that was active is forbidden, and its page offers no link.
     assert marketer.get(f"/admin/offers/offer/{active.pk}/delete/").status_code == 403
