@@ -130,8 +130,9 @@ def test_only_a_draft_offer_is_deleted(marketer, make_offer):
     applications keep no index by offer to cascade through); a draft goes, in the back
     office one at a time or with the list's action."""
     from django.core.exceptions import ValidationError
+    from django.utils import translation
 
-    from offers.services import offer_delete, offer_set_status
+    from offers.services import offer_delete, offer_delete_refusal, offer_set_status
 
     rules = [{"actions": [{"key": "discount", "params": {"kind": "percent", "value": "5"}}]}]
     draft = make_offer(name="Spring draft", rules=rules, status="draft")
@@ -142,10 +143,6 @@ def test_only_a_draft_offer_is_deleted(marketer, make_offer):
     with pytest.raises(ValidationError) as refused:
         offer_delete(offer=active)
     assert "only a draft can be deleted" in refused.value.message_dict["status"][0]
-    from django.utils import translation
-
-    from offers.services import offer_delete_refusal
-
     with translation.override("ru"):
         assert "удалить можно только черновик" in offer_delete_refusal(active)
 
