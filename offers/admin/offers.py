@@ -171,10 +171,10 @@ class OfferAdmin(CsvExportMixin, admin.ModelAdmin):
         offer is named with the reason it stays."""
 
         def action(modeladmin, request, queryset):
-            kept = [offer for offer in queryset if offer_delete_refusal(offer)]
-            for offer in kept:
-                self.message_user(request, offer_delete_refusal(offer), messages.WARNING)
-            drafts = queryset.exclude(pk__in=[offer.pk for offer in kept])
+            kept = {offer.pk: refusal for offer in queryset if (refusal := offer_delete_refusal(offer))}
+            for refusal in kept.values():
+                self.message_user(request, refusal, messages.WARNING)
+            drafts = queryset.exclude(pk__in=kept)
             if drafts.exists():
                 return delete_selected(modeladmin, request, drafts)
             return None
