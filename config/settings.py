@@ -97,7 +97,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 30, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    # A new connection costs its first requests about 40 ms more in all: the server forks a
+    # backend that loads its catalog caches table by table, and every hot statement is
+    # prepared again. Renewed each minute, that is a burst of slow till requests per web
+    # process each minute; the health checks below already replace a broken connection.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=600)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # Server-side binding with prepared statements: PostgreSQL parses and plans the hot
     # statements (ledger, POS) once per connection instead of on every request. Set
