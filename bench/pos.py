@@ -31,6 +31,9 @@ audiences, member status), then measures:
 * ``pg_shared_buffers``: PostgreSQL's shared buffers (``docker-compose.yml`` sets 1GB;
   the default 128MB holds too little of a million members' cards to measure a till's
   path as a production server runs it);
+* ``pg_max_wal_size``: the WAL PostgreSQL writes between checkpoints (``docker-compose.yml``
+  sets 8GB; the default 1GB brings a checkpoint every minute or so while receipts are
+  confirmed, each followed by whole pages written to the WAL again);
 * ``machine_loop_us``: how long this machine takes for an empty 1,000-step Python loop,
   to compare figures measured on different machines.
 """
@@ -310,13 +313,14 @@ def main() -> None:
     # gives PostgreSQL 1 GB of shared buffers; with its default of 128 MB a till's random
     # members are read from the operating system's cache on every request.
     with connection.cursor() as cur:
-        cur.execute("SELECT current_setting('shared_buffers')")
-        (shared_buffers,) = cur.fetchone()
+        cur.execute("SELECT current_setting('shared_buffers'), current_setting('max_wal_size')")
+        shared_buffers, max_wal_size = cur.fetchone()
     receipts = receipts_sample(args.receipts, args.lines, rng)
     figures = {
         "members": Member.objects.count(),
         "machine_loop_us": machine_loop_us(),
         "pg_shared_buffers": shared_buffers,
+        "pg_max_wal_size": max_wal_size,
         "cache": "redis" if args.redis_url and not args.engine_only else "memory",
     }
     figures.update(engine_measure(receipts, rng))
